@@ -1,0 +1,94 @@
+//! Timing the style network the way `../shared/bench/pytorch_reference.py` does:
+//! one forward pass of a random-weight network on a device-resident input, batch 1,
+//! median over runs after warm-up, device synchronised.
+
+use crate::model::{StyleNet, Variant};
+use crate::Result;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct InferTiming {
+    pub width: usize,
+    pub height: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    /// Peak memory above the baseline while running, where the device lets us measure it.
+    pub peak_mem_mb: Option<f64>,
+}
+
+/// A network with random weights (speed does not depend on the values).
+pub fn random_net(variant: Variant, device: &Device) -> Result<StyleNet> {
+    device.set_seed(0)?;
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, device);
+    Ok(StyleNet::new(variant, vb)?)
+}
+
+pub fn time_inference(
+    net: &StyleNet,
+    device: &Device,
+    (width, height): (usize, usize),
+    warmup: usize,
+    runs: usize,
+) -> Result<InferTiming> {
+    let x = (Tensor::rand(0f32, 1f32, (1, 3, height, width), device)? * 255.0)?;
+    for _ in 0..warmup {
+        net.forward(&x)?;
+    }
+    device.synchronize()?;
+    let baseline = cpu_memory::reset_peak(device);
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let y = net.forward(&x)?;
+        device.synchronize()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(y);
+    }
+    let peak_mem_mb = baseline.and_then(cpu_memory::peak_above);
+    times.sort_by(f64::total_cmp);
+    Ok(InferTiming {
+        width,
+        height,
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+        peak_mem_mb,
+    })
+}
+
+/// Peak resident memory on Linux, via `/proc/self/status` (VmHWM), reset through
+/// `/proc/self/clear_refs` so each size is measured on its own.
+mod cpu_memory {
+    use candle_core::Device;
+
+    fn read_kb(key: &str) -> Option<f64> {
+        let s = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = s.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Returns the current resident size in kB when peak tracking works here.
+    pub fn reset_peak(device: &Device) -> Option<f64> {
+        if !device.is_cpu() {
+            return None;
+        }
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+        read_kb("VmRSS:")
+    }
+
+    pub fn peak_above(baseline_kb: f64) -> Option<f64> {
+        Some((read_kb("VmHWM:")? - baseline_kb).max(0.0) / 1024.0)
+    }
+}
+
+/// "512" → 512×512, "3840x2160" → 3840×2160.
+pub fn parse_size(s: &str) -> Option<(usize, usize)> {
+    let s = s.trim();
+    match s.split_once(['x', 'X']) {
+        Some((w, h)) => Some((w.parse().ok()?, h.parse().ok()?)),
+        None => s.parse().ok().map(|n| (n, n)),
+    }
+    .filter(|&(w, h)| w > 0 && h > 0)
+}

@@ -1,0 +1,89 @@
+use super::{open_device, parse_device};
+use atelier::bench::{parse_size, random_net, time_inference};
+use atelier::device::{describe, DeviceChoice};
+use atelier::model::Variant;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// Comma-separated sizes: 512 or WxH. Default: 512,1024 on the CPU, 1024,3840x2160 on a GPU.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Timed runs per size (median reported). Default: 5 on the CPU, 20 on a GPU.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Network variant to time.
+    #[arg(long, default_value = "johnson", value_parser = ["johnson", "fst"])]
+    variant: String,
+    /// Print a JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let device = open_device(a.device, a.json)?;
+    let gpu = !device.is_cpu();
+    let sizes: Vec<String> = if a.sizes.is_empty() {
+        if gpu {
+            vec!["1024".into(), "3840x2160".into()]
+        } else {
+            vec!["512".into(), "1024".into()]
+        }
+    } else {
+        a.sizes.clone()
+    };
+    let runs = a.runs.unwrap_or(if gpu { 20 } else { 5 });
+    let variant = Variant::parse(&a.variant).expect("clap restricts the values");
+    let net = random_net(variant, &device)?;
+    let mut json = serde_json::Map::new();
+    json.insert("atelier".into(), env!("CARGO_PKG_VERSION").into());
+    json.insert("device".into(), describe(&device).into());
+    json.insert("build".into(), build_info().into());
+    json.insert("variant".into(), variant.as_str().into());
+    json.insert("runs".into(), runs.into());
+    for s in &sizes {
+        let size = parse_size(s).ok_or_else(|| anyhow::anyhow!("bad size '{s}': use N or WxH"))?;
+        let t = time_inference(&net, &device, size, a.warmup, runs)?;
+        let key = format!("{}x{}", t.width, t.height);
+        if !a.json {
+            let mem = t
+                .peak_mem_mb
+                .map_or(String::new(), |m| format!(", peak +{m:.0} MB"));
+            println!(
+                "infer {key}: median {:.1} ms (min {:.1} ms{mem})",
+                t.median_ms, t.min_ms
+            );
+        }
+        json.insert(format!("infer_ms_{key}"), t.median_ms.into());
+        if let Some(m) = t.peak_mem_mb {
+            json.insert(format!("peak_mem_mb_infer_{key}"), m.into());
+        }
+    }
+    println!("{}", serde_json::Value::Object(json));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_info() -> String {
+    let mut features = Vec::new();
+    if cfg!(feature = "cuda") {
+        features.push("cuda");
+    }
+    if cfg!(feature = "cudnn") {
+        features.push("cudnn");
+    }
+    if cfg!(feature = "metal") {
+        features.push("metal");
+    }
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!("{profile} [{}]", features.join(","))
+}

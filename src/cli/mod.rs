@@ -1,0 +1,89 @@
+//! Argument parsing and the subcommands; all real work is in the library.
+
+mod bench;
+mod import;
+mod models;
+mod stylize;
+
+use atelier::device::DeviceChoice;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "atelier",
+    version,
+    about = "Fast neural style transfer: restyle photos with painting styles"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Restyle images with a style (a name from `atelier models`, or a model file).
+    Stylize(stylize::Args),
+    /// Convert a PyTorch or fast-style-transfer checkpoint into an Atelier style.
+    Import(import::Args),
+    /// List the bundled and your own styles.
+    Models(models::Args),
+    /// Time the style network on a device.
+    Bench(bench::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Stylize(a)) => stylize::run(a),
+        Some(Command::Import(a)) => import::run(a),
+        Some(Command::Models(a)) => models::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Parses `--device`.
+pub fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse().map_err(|e: atelier::Error| e.to_string())
+}
+
+/// Opens the device and tells the user which one `auto` took.
+pub fn open_device(choice: DeviceChoice, quiet: bool) -> anyhow::Result<candle_core::Device> {
+    let device = choice.open()?;
+    if !quiet {
+        eprintln!("device: {}", atelier::device::describe(&device));
+    }
+    Ok(device)
+}
+
+/// A flag set by Ctrl-C, so long jobs stop between layers and leave no partial files.
+pub fn cancel_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // A second Ctrl-C while we wind down exits at once; temp files are cleaned either way.
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    flag
+}
+
+pub fn progress_bar(len: u64, msg: String) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {percent:>3}% {elapsed_precise} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_message(msg);
+    pb
+}

@@ -1,0 +1,215 @@
+use super::{cancel_flag, open_device, parse_device, progress_bar};
+use atelier::device::DeviceChoice;
+use atelier::image_io::{self, OutputFormat};
+use atelier::model::registry::{file_stem_for, Registry};
+use atelier::stylize::{Hooks, StylizeOptions, Stylizer, Tiling};
+use atelier::Error;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Photos to restyle.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Style name (see `atelier models`) or path to a model file.
+    #[arg(short, long)]
+    style: String,
+    /// Output file (one input only); the extension picks PNG, JPEG or WebP.
+    #[arg(short, long, conflicts_with = "out_dir")]
+    output: Option<PathBuf>,
+    /// Folder for outputs, named `<photo>_<style>.png`. Default: beside each photo.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// 0 keeps the photo, 1 applies the full style.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_strength)]
+    strength: f32,
+    /// Keep the photo's colours; take only brush work and light from the style.
+    #[arg(long)]
+    preserve_colors: bool,
+    /// auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// Downscale photos whose longer side exceeds N pixels first.
+    #[arg(long)]
+    max_side: Option<u32>,
+    /// Tile core size in pixels for bounded memory (0 = never tile). Default: automatic.
+    #[arg(long)]
+    tile: Option<u32>,
+    /// Replace existing output files.
+    #[arg(long)]
+    overwrite: bool,
+    /// Print one JSON line per image instead of progress bars.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_strength(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("strength must be between 0 and 1".into())
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.output.is_some() && a.images.len() > 1 {
+        anyhow::bail!("-o/--output takes one input image; use --out-dir for several");
+    }
+    if let Some(out) = &a.output {
+        OutputFormat::from_path(out)?;
+    }
+    let registry = Registry::from_env();
+    let model_path = registry.resolve(&a.style)?;
+    let device = open_device(a.device, a.json)?;
+    let stylizer = Stylizer::load(&model_path, &device)?;
+    let style_label = file_stem_for(&stylizer.meta().name);
+    let opts = StylizeOptions {
+        strength: a.strength,
+        preserve_colors: a.preserve_colors,
+        tiling: match a.tile {
+            None => Tiling::Auto,
+            Some(0) => Tiling::Off,
+            Some(n) => Tiling::Core(n),
+        },
+    };
+    let cancel = cancel_flag();
+    let mut failed = 0;
+    for (i, input) in a.images.iter().enumerate() {
+        let out = match &a.output {
+            Some(o) => o.clone(),
+            None => default_output(input, a.out_dir.as_deref(), &style_label),
+        };
+        let started = Instant::now();
+        let result = stylize_one(
+            &stylizer,
+            input,
+            &out,
+            &a,
+            &opts,
+            &cancel,
+            (i + 1, a.images.len()),
+        );
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok((w, h)) if a.json => println!(
+                "{}",
+                serde_json::json!({"input": input, "output": out, "ok": true, "width": w, "height": h, "ms": ms})
+            ),
+            Ok(_) => eprintln!("{} → {} ({:.0} ms)", input.display(), out.display(), ms),
+            Err(e) => {
+                failed += 1;
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"input": input, "ok": false, "error": e.to_string()})
+                    );
+                } else {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+        if matches!(result, Err(Error::Cancelled)) {
+            eprintln!("interrupted: no partial files were written");
+            return Ok(ExitCode::from(130));
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn default_output(input: &Path, out_dir: Option<&Path>, style: &str) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let dir = out_dir.map(Path::to_path_buf).unwrap_or_else(|| {
+        input
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    });
+    dir.join(format!("{stem}_{style}.png"))
+}
+
+/// True when `a` and `b` name the same file (or would, once `b` exists).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p
+            .parent()
+            .filter(|q| !q.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
+}
+
+fn stylize_one(
+    stylizer: &Stylizer,
+    input: &Path,
+    out: &Path,
+    a: &Args,
+    opts: &StylizeOptions,
+    cancel: &std::sync::atomic::AtomicBool,
+    (index, count): (usize, usize),
+) -> Result<(u32, u32), Error> {
+    let format = OutputFormat::from_path(out)?;
+    if same_file(input, out) && !a.overwrite {
+        return Err(Error::image(
+            out,
+            "output would replace the input photo (pass --overwrite to allow it)",
+        ));
+    }
+    if out.exists() && !a.overwrite {
+        return Err(Error::image(
+            out,
+            "output exists (pass --overwrite to replace it)",
+        ));
+    }
+    let mut photo = image_io::load_rgb(input)?;
+    if let Some(max) = a.max_side {
+        let (w, h) = photo.dimensions();
+        if max > 0 && w.max(h) > max {
+            let s = max as f64 / w.max(h) as f64;
+            let (nw, nh) = (
+                ((w as f64 * s).round() as u32).max(1),
+                ((h as f64 * s).round() as u32).max(1),
+            );
+            photo = image::imageops::resize(&photo, nw, nh, image::imageops::FilterType::Lanczos3);
+        }
+    }
+    let pb = (!a.json).then(|| {
+        let name = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        progress_bar(1, format!("[{index}/{count}] {name}"))
+    });
+    let mut report = |done: usize, total: usize| {
+        if let Some(pb) = &pb {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        }
+    };
+    let mut hooks = Hooks {
+        progress: Some(&mut report),
+        tile_done: None,
+        cancel: Some(cancel),
+    };
+    let result = stylizer.stylize(&photo, opts, &mut hooks);
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let styled = result?;
+    image_io::save_rgb(&styled, out, format, a.overwrite)?;
+    Ok(styled.dimensions())
+}

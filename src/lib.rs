@@ -1,0 +1,12 @@
+//! Atelier: fast neural style transfer on candle — the library shared by the command
+//! line and the desktop app.
+
+pub mod bench;
+pub mod device;
+pub mod error;
+pub mod fsutil;
+pub mod image_io;
+pub mod model;
+pub mod stylize;
+
+pub use error::{Error, Result};

@@ -1,0 +1,330 @@
+//! Building blocks shared by the style networks: explicit padding modes and an
+//! instance norm whose statistics can come from outside the tensor it normalises.
+//!
+//! Instance norm is what makes tiling hard: each tile would otherwise normalise with
+//! its own statistics and the seams would show. [`NormCtx`] lets the tiler run the
+//! same network code in three modes: per-image statistics (the plain forward pass),
+//! fixed whole-image statistics, and "collect the statistics of layer k, then stop".
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// Mirror-pads the two spatial dims of an NCHW tensor (PyTorch's `ReflectionPad2d`).
+/// Needs `pad < size` on both dims; callers guarantee a minimum size.
+pub fn reflect_pad(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
+    if pad == 0 {
+        return Ok(x.clone());
+    }
+    let (_, _, h, w) = x.dims4()?;
+    let x = x.index_select(&reflect_index(h, pad, x.device())?, 2)?;
+    x.index_select(&reflect_index(w, pad, x.device())?, 3)
+}
+
+fn reflect_index(n: usize, pad: usize, device: &Device) -> candle_core::Result<Tensor> {
+    if pad >= n {
+        candle_core::bail!("reflection padding {pad} needs a dimension larger than {n}");
+    }
+    let last = n as i64 - 1;
+    let idx: Vec<u32> = (-(pad as i64)..n as i64 + pad as i64)
+        .map(|i| {
+            let r = if i < 0 {
+                -i
+            } else if i > last {
+                2 * last - i
+            } else {
+                i
+            };
+            r as u32
+        })
+        .collect();
+    Tensor::new(idx, device)
+}
+
+/// Extends an NCHW tensor to at least `min` rows and columns by repeating the last
+/// row/column, so networks whose padding needs a minimum size accept tiny images.
+pub fn extend_to_min(x: &Tensor, min: usize) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let mut x = x.clone();
+    if h < min {
+        x = x.pad_with_same(2, 0, min - h)?;
+    }
+    if w < min {
+        x = x.pad_with_same(3, 0, min - w)?;
+    }
+    Ok(x)
+}
+
+/// Zero-pads top, bottom, left, right.
+pub fn zero_pad(x: &Tensor, t: usize, b: usize, l: usize, r: usize) -> candle_core::Result<Tensor> {
+    let x = if t + b > 0 {
+        x.pad_with_zeros(2, t, b)?
+    } else {
+        x.clone()
+    };
+    if l + r > 0 {
+        x.pad_with_zeros(3, l, r)
+    } else {
+        Ok(x)
+    }
+}
+
+/// A convolution without built-in padding (padding is applied by the caller's mode),
+/// optionally without bias (TF fast-style-transfer convs have none).
+#[derive(Debug, Clone)]
+pub struct Conv {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub stride: usize,
+}
+
+impl Conv {
+    pub fn new(
+        vb: &VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        bias: bool,
+    ) -> candle_core::Result<Self> {
+        let weight = vb.get_with_hints(
+            (c_out, c_in, k, k),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            let bound = 1.0 / ((c_in * k * k) as f64).sqrt();
+            Some(vb.get_with_hints(
+                c_out,
+                "bias",
+                candle_nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+        })
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = x.conv2d(&self.weight, 0, self.stride, 1, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Affine instance normalisation parameters (`weight` = scale γ, `bias` = shift β).
+#[derive(Debug, Clone)]
+pub struct InstanceNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl InstanceNorm {
+    pub fn new(vb: &VarBuilder, channels: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?,
+            eps,
+        })
+    }
+
+    /// Normalises with the given mean and (biased) variance, both `(N|1, C, 1, 1)`.
+    fn apply(&self, x: &Tensor, mean: &Tensor, var: &Tensor) -> candle_core::Result<Tensor> {
+        let scale = self.weight.reshape((1, (), 1, 1))?;
+        let shift = self.bias.reshape((1, (), 1, 1))?;
+        let inv = (var + self.eps)?.sqrt()?.recip()?;
+        x.broadcast_sub(mean)?
+            .broadcast_mul(&inv.broadcast_mul(&scale)?)?
+            .broadcast_add(&shift)
+    }
+}
+
+/// Per-channel mean and biased variance of one normalisation layer over a whole image.
+#[derive(Debug, Clone)]
+pub struct ChannelStats {
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// Running per-channel count / mean / M2 (sum of squared deviations), merged across
+/// tiles with Chan's formula so that large images don't lose precision.
+#[derive(Debug, Clone, Default)]
+pub struct StatsAccumulator {
+    count: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl StatsAccumulator {
+    /// Adds the statistics of the region `x` (shape `(1, C, h, w)`).
+    pub fn add(&mut self, x: &Tensor) -> candle_core::Result<()> {
+        let (_, c, h, w) = x.dims4()?;
+        let n = (h * w) as f64;
+        if n == 0.0 {
+            return Ok(());
+        }
+        let flat = x.reshape((c, h * w))?.to_dtype(DType::F32)?;
+        let mean_t = flat.mean_keepdim(1)?;
+        let m2: Vec<f32> = flat.broadcast_sub(&mean_t)?.sqr()?.sum(1)?.to_vec1()?;
+        let mean: Vec<f32> = mean_t.squeeze(1)?.to_vec1()?;
+        if self.mean.is_empty() {
+            self.mean = vec![0.0; c];
+            self.m2 = vec![0.0; c];
+        }
+        let total = self.count + n;
+        for ch in 0..c {
+            let delta = mean[ch] as f64 - self.mean[ch];
+            self.mean[ch] += delta * n / total;
+            self.m2[ch] += m2[ch] as f64 + delta * delta * self.count * n / total;
+        }
+        self.count = total;
+        Ok(())
+    }
+
+    pub fn finish(&self) -> ChannelStats {
+        let count = self.count.max(1.0);
+        ChannelStats {
+            mean: self.mean.clone(),
+            var: self.m2.iter().map(|m| m / count).collect(),
+        }
+    }
+}
+
+/// Which part of a tile's feature map belongs to the tile's core (in input pixels,
+/// relative to the tile). `x1`/`y1` of `None` mean "to the end of the map", which is
+/// how the whole-image map ends too, conv-transpose overshoot included.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreRegion {
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: Option<usize>,
+    pub y1: Option<usize>,
+}
+
+/// How the network's instance norms get their statistics during one forward pass.
+#[derive(Default)]
+pub struct NormCtx<'a> {
+    /// Whole-image statistics for layers `0..fixed.len()`; later layers use their own.
+    pub fixed: &'a [(Tensor, Tensor)],
+    /// Stop at the input of this norm layer and accumulate its statistics over the region.
+    pub collect: Option<(usize, CoreRegion)>,
+    pub collected: Option<StatsAccumulator>,
+    /// Checked at every norm layer so long passes stop promptly.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
+    pub cancelled: bool,
+}
+
+impl NormCtx<'_> {
+    /// Normalises `x`, the input of norm layer `index` at `scale` (input pixels per
+    /// feature-map pixel). Returns `None` when the pass must stop here.
+    pub fn norm(
+        &mut self,
+        index: usize,
+        scale: usize,
+        x: &Tensor,
+        layer: &InstanceNorm,
+    ) -> candle_core::Result<Option<Tensor>> {
+        if let Some(flag) = self.cancel {
+            if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                self.cancelled = true;
+                return Ok(None);
+            }
+        }
+        if let Some((mean, var)) = self.fixed.get(index) {
+            return layer.apply(x, mean, var).map(Some);
+        }
+        if let Some((target, region)) = self.collect {
+            if target == index {
+                let (_, _, h, w) = x.dims4()?;
+                let (x0, y0) = (region.x0 / scale, region.y0 / scale);
+                let x1 = region.x1.map_or(w, |v| v / scale).min(w);
+                let y1 = region.y1.map_or(h, |v| v / scale).min(h);
+                let mut acc = self.collected.take().unwrap_or_default();
+                if x1 > x0 && y1 > y0 {
+                    acc.add(&x.narrow(2, y0, y1 - y0)?.narrow(3, x0, x1 - x0)?)?;
+                }
+                self.collected = Some(acc);
+                return Ok(None);
+            }
+        }
+        let (mean, var) = per_image_stats(x)?;
+        layer.apply(x, &mean, &var).map(Some)
+    }
+}
+
+/// Mean and biased variance over H×W for each image and channel: `(N, C, 1, 1)`.
+pub fn per_image_stats(x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let (n, c, h, w) = x.dims4()?;
+    let flat = x.reshape((n, c, h * w))?;
+    let mean = flat.mean_keepdim(D::Minus1)?;
+    let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok((mean.unsqueeze(3)?, var.unsqueeze(3)?))
+}
+
+/// Turns host statistics into `(1, C, 1, 1)` tensors on `device`.
+pub fn stats_to_tensors(
+    stats: &ChannelStats,
+    device: &Device,
+    dtype: DType,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let c = stats.mean.len();
+    let mean = Tensor::from_iter(stats.mean.iter().map(|&v| v as f32), device)?
+        .reshape((1, c, 1, 1))?
+        .to_dtype(dtype)?;
+    let var = Tensor::from_iter(stats.var.iter().map(|&v| v as f32), device)?
+        .reshape((1, c, 1, 1))?
+        .to_dtype(dtype)?;
+    Ok((mean, var))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_pad_matches_pytorch() {
+        let x = Tensor::arange(0f32, 4., &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 4))
+            .unwrap();
+        let x = x.pad_with_same(2, 1, 1).unwrap();
+        let y = reflect_pad(&x, 2).unwrap();
+        let row: Vec<f32> = y
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(row, vec![2., 1., 0., 1., 2., 3., 2., 1.]);
+    }
+
+    #[test]
+    fn accumulated_stats_equal_whole_image_stats() {
+        let x = Tensor::randn(3f32, 2., (1, 4, 10, 7), &Device::Cpu).unwrap();
+        let mut acc = StatsAccumulator::default();
+        acc.add(&x.narrow(2, 0, 3).unwrap()).unwrap();
+        acc.add(&x.narrow(2, 3, 7).unwrap()).unwrap();
+        let s = acc.finish();
+        let (mean, var) = per_image_stats(&x).unwrap();
+        let mean: Vec<f32> = mean.flatten_all().unwrap().to_vec1().unwrap();
+        let var: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+        for c in 0..4 {
+            assert!((s.mean[c] - mean[c] as f64).abs() < 1e-4);
+            assert!((s.var[c] - var[c] as f64).abs() < 1e-3);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Where styles live: the bundled `models/` folder and the user's style folder, and
+//! resolving a `--style` argument (a name or a path) to a model file.
+
+use super::format::{read_meta, ModelMeta};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Bundled or the user's own; only user styles may be renamed or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Bundled,
+    User,
+}
+
+#[derive(Debug, Clone)]
+pub struct StyleEntry {
+    pub meta: ModelMeta,
+    pub path: PathBuf,
+    pub origin: Origin,
+}
+
+/// The two style folders. Tests and packagers point them elsewhere through
+/// `ATELIER_MODELS_DIR` and `ATELIER_DATA_DIR`.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub bundled_dir: Option<PathBuf>,
+    pub user_dir: PathBuf,
+}
+
+impl Registry {
+    pub fn from_env() -> Self {
+        Self {
+            bundled_dir: bundled_dir(),
+            user_dir: user_styles_dir(),
+        }
+    }
+
+    /// All readable styles, bundled first, each group sorted by name. Unreadable files
+    /// are returned separately so a single bad file never hides the rest.
+    pub fn list(&self) -> (Vec<StyleEntry>, Vec<Error>) {
+        let mut entries = Vec::new();
+        let mut errors = Vec::new();
+        let dirs = self
+            .bundled_dir
+            .iter()
+            .map(|d| (d.as_path(), Origin::Bundled))
+            .chain(std::iter::once((self.user_dir.as_path(), Origin::User)));
+        for (dir, origin) in dirs {
+            let mut group = Vec::new();
+            for path in model_files(dir) {
+                match read_meta(&path) {
+                    Ok(meta) => group.push(StyleEntry { meta, path, origin }),
+                    Err(e) => errors.push(e),
+                }
+            }
+            group.sort_by(|a, b| a.meta.name.to_lowercase().cmp(&b.meta.name.to_lowercase()));
+            entries.extend(group);
+        }
+        (entries, errors)
+    }
+
+    /// A path to an existing file wins; otherwise a style name (case-insensitive),
+    /// matched against the display name and the file stem.
+    pub fn resolve(&self, style: &str) -> Result<PathBuf> {
+        let as_path = Path::new(style);
+        if as_path.is_file() {
+            return Ok(as_path.to_path_buf());
+        }
+        let (entries, _) = self.list();
+        let wanted = style.to_lowercase();
+        entries
+            .into_iter()
+            .find(|e| {
+                e.meta.name.to_lowercase() == wanted
+                    || e.path
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy().to_lowercase() == wanted)
+            })
+            .map(|e| e.path)
+            .ok_or_else(|| Error::UnknownStyle {
+                name: style.to_string(),
+            })
+    }
+
+    /// Where `atelier import` puts a new style called `name`.
+    pub fn user_model_path(&self, name: &str) -> PathBuf {
+        self.user_dir
+            .join(format!("{}.safetensors", file_stem_for(name)))
+    }
+}
+
+/// A file-system-safe stem for a display name.
+pub fn file_stem_for(name: &str) -> String {
+    let stem: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if stem.is_empty() {
+        "style".into()
+    } else {
+        stem
+    }
+}
+
+fn model_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "safetensors"))
+        // The VGG loss network lives in models/ too but is not a style.
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vgg"))
+        })
+        .collect()
+}
+
+/// The bundled `models/` folder: beside the executable when installed, in the source
+/// tree for `cargo run`.
+pub fn bundled_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ATELIER_MODELS_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let candidates = exe_dir
+        .iter()
+        .flat_map(|d| [d.join("models"), d.join("../share/atelier/models")])
+        .chain(std::iter::once(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+        ));
+    candidates.into_iter().find(|d| d.is_dir())
+}
+
+/// The user's style folder (platform data dir, e.g. `~/.local/share/atelier/styles`).
+pub fn user_styles_dir() -> PathBuf {
+    data_dir().join("styles")
+}
+
+pub fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ATELIER_DATA_DIR") {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("", "", "atelier")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".atelier"))
+}

@@ -1,0 +1,278 @@
+//! Inference: load a style once, restyle any number of images with it.
+
+pub mod blend;
+pub mod thumbnail;
+pub mod tiling;
+
+use crate::model::layers::{stats_to_tensors, NormCtx};
+use crate::model::{ModelMeta, StyleModel, StyleNet};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use image::RgbImage;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How to split an image for bounded memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tiling {
+    /// Whole image when it fits the device's budget, tiles otherwise.
+    #[default]
+    Auto,
+    /// Always the whole image in one pass.
+    Off,
+    /// Tiles with cores of this many pixels per side.
+    Core(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StylizeOptions {
+    /// 0 keeps the photo, 1 is the full style.
+    pub strength: f32,
+    /// Keep the photo's colours, take only luminance from the style.
+    pub preserve_colors: bool,
+    pub tiling: Tiling,
+}
+
+impl Default for StylizeOptions {
+    fn default() -> Self {
+        Self {
+            strength: 1.0,
+            preserve_colors: false,
+            tiling: Tiling::Auto,
+        }
+    }
+}
+
+/// Callbacks during a long stylisation: progress, finished tiles (for streaming into a
+/// texture) and a cancellation flag that is polled between layers.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
+    /// Called with the top-left corner and the pixels of each finished core region.
+    pub tile_done: Option<&'a mut dyn FnMut(u32, u32, &RgbImage)>,
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+impl Hooks<'_> {
+    fn report(&mut self, done: usize, total: usize) {
+        if let Some(p) = self.progress.as_mut() {
+            p(done, total);
+        }
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        match self.cancel {
+            Some(c) if c.load(Ordering::Relaxed) => Err(Error::Cancelled),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A style network loaded on a device, reusable across images.
+pub struct Stylizer {
+    net: StyleNet,
+    device: Device,
+    meta: ModelMeta,
+}
+
+impl Stylizer {
+    pub fn new(model: &StyleModel, device: &Device) -> Result<Self> {
+        Ok(Self {
+            net: model.build(device)?,
+            device: device.clone(),
+            meta: model.meta.clone(),
+        })
+    }
+
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::new(&StyleModel::load(path)?, device)
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Restyles `photo` and applies strength and colour preservation.
+    pub fn stylize(
+        &self,
+        photo: &RgbImage,
+        opts: &StylizeOptions,
+        hooks: &mut Hooks,
+    ) -> Result<RgbImage> {
+        if opts.strength <= 0.0 {
+            return Ok(photo.clone());
+        }
+        let styled = self.stylize_raw(photo, opts.tiling, hooks)?;
+        if opts.strength >= 1.0 && !opts.preserve_colors {
+            return Ok(styled);
+        }
+        Ok(blend::blend(
+            photo,
+            &styled,
+            opts.strength,
+            opts.preserve_colors,
+        ))
+    }
+
+    /// The network's own output, same size as the input.
+    pub fn stylize_raw(
+        &self,
+        photo: &RgbImage,
+        tiling: Tiling,
+        hooks: &mut Hooks,
+    ) -> Result<RgbImage> {
+        let (w, h) = photo.dimensions();
+        if w == 0 || h == 0 {
+            return Err(Error::Invalid("cannot stylise an empty image".into()));
+        }
+        let core = match tiling {
+            Tiling::Off => None,
+            Tiling::Core(c) => Some(c.max(16)),
+            Tiling::Auto => {
+                let (budget, core) = if self.device.is_cpu() {
+                    (2048 * 2048, 1024)
+                } else {
+                    (4096 * 4096, 2048)
+                };
+                (u64::from(w) * u64::from(h) > budget).then_some(core)
+            }
+        };
+        match core {
+            Some(core) if w > core || h > core => self.run_tiled(photo, core, hooks),
+            _ => self.run_whole(photo, hooks),
+        }
+    }
+
+    fn run_whole(&self, photo: &RgbImage, hooks: &mut Hooks) -> Result<RgbImage> {
+        let (w, h) = photo.dimensions();
+        hooks.check_cancel()?;
+        hooks.report(0, 1);
+        let x = image_to_tensor(photo, 0, 0, w, h, &self.device)?;
+        let mut ctx = NormCtx {
+            cancel: hooks.cancel,
+            ..Default::default()
+        };
+        let y = self
+            .net
+            .forward_ctx(&x, &mut ctx)?
+            .ok_or(Error::Cancelled)?;
+        let out = tensor_to_image(&y)?;
+        hooks.report(1, 1);
+        if let Some(f) = hooks.tile_done.as_mut() {
+            f(0, 0, &out);
+        }
+        Ok(out)
+    }
+
+    /// Tiled inference with whole-image instance-norm statistics: for each norm layer in
+    /// turn, one sweep over the tiles accumulates that layer's statistics over the tile
+    /// cores (using the statistics already known for earlier layers); a last sweep
+    /// produces the output. Costs more passes, but memory stays bounded by one tile
+    /// and the result matches the untiled network.
+    fn run_tiled(&self, photo: &RgbImage, core: u32, hooks: &mut Hooks) -> Result<RgbImage> {
+        let (w, h) = photo.dimensions();
+        let variant = self.net.variant();
+        let tiles = tiling::plan(w, h, core, variant.receptive_radius() as u32);
+        let layers = variant.norm_layers();
+        let total = (layers + 1) * tiles.len();
+        let mut done = 0;
+        let mut stats: Vec<(Tensor, Tensor)> = Vec::with_capacity(layers);
+        for layer in 0..layers {
+            let mut acc = None;
+            for t in &tiles {
+                hooks.check_cancel()?;
+                let x = image_to_tensor(photo, t.x0, t.y0, t.x1, t.y1, &self.device)?;
+                let mut ctx = NormCtx {
+                    fixed: &stats,
+                    collect: Some((layer, t.core_region(w, h))),
+                    collected: acc.take(),
+                    cancel: hooks.cancel,
+                    cancelled: false,
+                };
+                self.net.forward_ctx(&x, &mut ctx)?;
+                if ctx.cancelled {
+                    return Err(Error::Cancelled);
+                }
+                acc = ctx.collected;
+                done += 1;
+                hooks.report(done, total);
+            }
+            let acc = acc.ok_or_else(|| Error::Invalid("tiling produced no tiles".into()))?;
+            stats.push(stats_to_tensors(&acc.finish(), &self.device, DType::F32)?);
+        }
+        let mut out = RgbImage::new(w, h);
+        for t in &tiles {
+            hooks.check_cancel()?;
+            let x = image_to_tensor(photo, t.x0, t.y0, t.x1, t.y1, &self.device)?;
+            let mut ctx = NormCtx {
+                fixed: &stats,
+                cancel: hooks.cancel,
+                ..Default::default()
+            };
+            let y = self
+                .net
+                .forward_ctx(&x, &mut ctx)?
+                .ok_or(Error::Cancelled)?;
+            let (cx, cy) = (t.core_x0 - t.x0, t.core_y0 - t.y0);
+            let (cw, ch) = (t.core_x1 - t.core_x0, t.core_y1 - t.core_y0);
+            let y = y
+                .narrow(2, cy as usize, ch as usize)?
+                .narrow(3, cx as usize, cw as usize)?;
+            let patch = tensor_to_image(&y)?;
+            image::imageops::replace(&mut out, &patch, i64::from(t.core_x0), i64::from(t.core_y0));
+            if let Some(f) = hooks.tile_done.as_mut() {
+                f(t.core_x0, t.core_y0, &patch);
+            }
+            done += 1;
+            hooks.report(done, total);
+        }
+        Ok(out)
+    }
+}
+
+/// The `[x0, x1) × [y0, y1)` region of an RGB image as a `(1, 3, h, w)` f32 tensor, 0..255.
+pub fn image_to_tensor(
+    img: &RgbImage,
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+    device: &Device,
+) -> Result<Tensor> {
+    let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
+    let mut planes = vec![0f32; 3 * w * h];
+    let (r, rest) = planes.split_at_mut(w * h);
+    let (g, b) = rest.split_at_mut(w * h);
+    for (row, y) in (y0..y1).enumerate() {
+        let src = &img.as_raw()[((y as usize * img.width() as usize) + x0 as usize) * 3..][..w * 3];
+        for (i, px) in src.chunks_exact(3).enumerate() {
+            r[row * w + i] = px[0] as f32;
+            g[row * w + i] = px[1] as f32;
+            b[row * w + i] = px[2] as f32;
+        }
+    }
+    Ok(Tensor::from_vec(planes, (1, 3, h, w), device)?)
+}
+
+/// A `(1, 3, h, w)` tensor of nominal 0..255 values as an RGB image (clamped, rounded).
+pub fn tensor_to_image(t: &Tensor) -> Result<RgbImage> {
+    let (_, c, h, w) = t.dims4()?;
+    if c != 3 {
+        return Err(Error::Invalid(format!("expected 3 channels, got {c}")));
+    }
+    let hwc = t
+        .get(0)?
+        .to_dtype(DType::F32)?
+        .clamp(0f32, 255f32)?
+        .round()?
+        .to_dtype(DType::U8)?
+        .permute((1, 2, 0))?
+        .flatten_all()?
+        .to_vec1::<u8>()?;
+    RgbImage::from_raw(w as u32, h as u32, hwc)
+        .ok_or_else(|| Error::Invalid("bad output buffer".into()))
+}

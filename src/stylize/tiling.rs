@@ -1,0 +1,114 @@
+//! Splitting a large image into overlapping tiles whose outputs can be stitched
+//! without seams.
+//!
+//! Three rules make a tile's core compute exactly what the whole image computes there:
+//! - tiles start on multiples of 4, so the two stride-2 layers sample the same grid;
+//! - a tile's extent is congruent to the image's modulo 4, so 'SAME' padding puts
+//!   the odd extra pixel on the same side at every level;
+//! - tiles overlap their core by the receptive radius, so the core never sees a tile edge.
+//! Instance-norm statistics come from the whole image (see `stylize::tiled`).
+
+use crate::model::layers::CoreRegion;
+
+/// One tile: the extent the network runs on and the core it contributes, in image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub x0: u32,
+    pub y0: u32,
+    pub x1: u32,
+    pub y1: u32,
+    pub core_x0: u32,
+    pub core_y0: u32,
+    pub core_x1: u32,
+    pub core_y1: u32,
+}
+
+impl Tile {
+    pub fn width(&self) -> u32 {
+        self.x1 - self.x0
+    }
+
+    pub fn height(&self) -> u32 {
+        self.y1 - self.y0
+    }
+
+    /// The core relative to the tile, as the norm layers need it.
+    pub fn core_region(&self, image_w: u32, image_h: u32) -> CoreRegion {
+        CoreRegion {
+            x0: (self.core_x0 - self.x0) as usize,
+            y0: (self.core_y0 - self.y0) as usize,
+            x1: (self.core_x1 < image_w).then(|| (self.core_x1 - self.x0) as usize),
+            y1: (self.core_y1 < image_h).then(|| (self.core_y1 - self.y0) as usize),
+        }
+    }
+}
+
+/// (extent start, extent end, core start, core end) along one axis.
+fn plan_axis(len: u32, core: u32, halo: u32) -> Vec<(u32, u32, u32, u32)> {
+    let mut out = Vec::new();
+    let mut a = 0;
+    while a < len {
+        let b = (a + core).min(len);
+        let e0 = a.saturating_sub(halo) / 4 * 4;
+        let mut e1 = if b == len { len } else { (b + halo).min(len) };
+        while e1 < len && (e1 - e0) % 4 != len % 4 {
+            e1 += 1;
+        }
+        out.push((e0, e1.min(len), a, b));
+        a = b;
+    }
+    out
+}
+
+/// Tiles covering a `w`×`h` image with cores of at most `core` pixels (rounded down to
+/// a multiple of 4) and `halo` pixels of context on each inner side.
+pub fn plan(w: u32, h: u32, core: u32, halo: u32) -> Vec<Tile> {
+    let core = (core / 4 * 4).max(4);
+    let halo = halo.div_ceil(4) * 4;
+    let xs = plan_axis(w, core, halo);
+    let ys = plan_axis(h, core, halo);
+    let mut tiles = Vec::with_capacity(xs.len() * ys.len());
+    for &(y0, y1, cy0, cy1) in &ys {
+        for &(x0, x1, cx0, cx1) in &xs {
+            tiles.push(Tile {
+                x0,
+                y0,
+                x1,
+                y1,
+                core_x0: cx0,
+                core_y0: cy0,
+                core_x1: cx1,
+                core_y1: cy1,
+            });
+        }
+    }
+    tiles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cores_partition_the_image_and_extents_follow_the_rules() {
+        for (w, h) in [(1030, 517), (64, 64), (4097, 3), (999, 1001)] {
+            let tiles = plan(w, h, 256, 64);
+            let mut covered = vec![0u8; (w * h) as usize];
+            for t in &tiles {
+                assert_eq!(t.x0 % 4, 0);
+                assert_eq!(t.y0 % 4, 0);
+                assert_eq!(t.width() % 4, w % 4);
+                assert_eq!(t.height() % 4, h % 4);
+                assert!(t.x0 <= t.core_x0 && t.core_x1 <= t.x1);
+                assert!(t.core_x0 - t.x0 >= 64 || t.x0 == 0);
+                assert!(t.x1 - t.core_x1 >= 64 || t.x1 == w);
+                for y in t.core_y0..t.core_y1 {
+                    for x in t.core_x0..t.core_x1 {
+                        covered[(y * w + x) as usize] += 1;
+                    }
+                }
+            }
+            assert!(covered.iter().all(|&c| c == 1), "{w}x{h}");
+        }
+    }
+}
