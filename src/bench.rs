@@ -5,7 +5,7 @@
 use crate::model::{StyleNet, Variant};
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -20,10 +20,14 @@ pub struct InferTiming {
 
 /// A network with random weights (speed does not depend on the values).
 pub fn random_net(variant: Variant, device: &Device) -> Result<StyleNet> {
-    device.set_seed(0)?;
-    let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, device);
-    Ok(StyleNet::new(variant, vb)?)
+    // The CPU backend cannot be seeded; weights need not be reproducible for timing.
+    let _ = device.set_seed(0);
+    // Plain tensors, not variables: inference must not pay for gradient tracking.
+    let params = crate::model::random_params(variant, device)?;
+    Ok(StyleNet::new(
+        variant,
+        VarBuilder::from_tensors(params, DType::F32, device),
+    )?)
 }
 
 pub fn time_inference(

@@ -42,7 +42,18 @@ pub enum Error {
 
     /// A tensor operation failed (out of device memory, driver errors…).
     #[error("compute error: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    /// Drops candle's captured backtrace: users need the message, not our stack.
+    fn from(e: candle_core::Error) -> Self {
+        let mut e = e;
+        while let candle_core::Error::WithBacktrace { inner, .. } = e {
+            e = *inner;
+        }
+        Error::Candle(e)
+    }
 }
 
 impl Error {

@@ -15,8 +15,14 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 
 /// Loads an image as 8-bit RGB, upright.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| Error::image(path, format!("cannot open: {e}")))?
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::image(path, format!("cannot open: {e}")))?;
+    if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
+        return Err(Error::image(path, "file is empty (0 bytes)"));
+    }
+    // The format comes from the content, not the extension: a renamed text file is
+    // "not an image", not a "corrupt PNG".
+    let reader = ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
         .map_err(|e| Error::image(path, format!("cannot read: {e}")))?;
     if reader.format().is_none() {
@@ -98,7 +104,10 @@ fn describe_decode_error(e: image::ImageError) -> String {
         },
         ImageError::Unsupported(u) => format!("unsupported image: {u}"),
         ImageError::Decoding(d) => format!("corrupt or truncated image: {d}"),
-        ImageError::IoError(io) => format!("read error (truncated file?): {io}"),
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "corrupt or truncated image: the file ends early".into()
+        }
+        ImageError::IoError(io) => format!("read error: {io}"),
         other => other.to_string(),
     }
 }

@@ -112,8 +112,49 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// Inference on the CPU goes through [`super::cpu_conv`]; anything that needs
+    /// gradients, other dtypes or other devices uses candle's conv.
+    fn use_fast_cpu_path(&self, x: &Tensor) -> bool {
+        x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.weight.dtype() == DType::F32
+            && !self.weight.track_op()
+            && !x.track_op()
+    }
+
+    fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, c_in, h, w) = x.dims4()?;
+        let (c_out, _, k, _) = self.weight.dims4()?;
+        let shape = super::cpu_conv::ConvShape {
+            c_in,
+            h,
+            w,
+            c_out,
+            k,
+            stride: self.stride,
+        };
+        let weight = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+        let mut outs = Vec::with_capacity(n);
+        for i in 0..n {
+            let xi = x.get(i)?.flatten_all()?.to_vec1::<f32>()?;
+            let y = super::cpu_conv::conv2d(&xi, &weight, bias.as_deref(), shape);
+            outs.push(Tensor::from_vec(
+                y,
+                (1, c_out, shape.out_h(), shape.out_w()),
+                x.device(),
+            )?);
+        }
+        Tensor::cat(&outs, 0)
+    }
+}
+
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.use_fast_cpu_path(x) {
+            return self.forward_cpu(x);
+        }
         let y = x.conv2d(&self.weight, 0, self.stride, 1, 1)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),

@@ -1,5 +1,6 @@
 //! Style networks, their file format and importers.
 
+pub mod cpu_conv;
 pub mod format;
 pub mod fst;
 pub mod import;
@@ -82,6 +83,30 @@ impl std::fmt::Display for Variant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
     }
+}
+
+/// Freshly initialised parameters (as training starts from), as plain tensors on `device`.
+pub fn random_params(
+    variant: Variant,
+    device: &Device,
+) -> candle_core::Result<std::collections::HashMap<String, Tensor>> {
+    let vm = VarMap::new();
+    StyleNet::new(variant, VarBuilder::from_varmap(&vm, DType::F32, device))?;
+    let data = vm.data().lock().expect("varmap lock");
+    Ok(data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect())
+}
+
+/// An untrained model: for tests, benchmarks and as a training starting point.
+pub fn random_model(variant: Variant, name: &str) -> crate::Result<StyleModel> {
+    let params = random_params(variant, &Device::Cpu)?;
+    StyleModel::from_params(
+        ModelMeta::new(name, variant),
+        params,
+        std::path::Path::new("<random>"),
+    )
 }
 
 /// A style network of either variant.

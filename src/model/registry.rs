@@ -53,7 +53,7 @@ impl Registry {
                     Err(e) => errors.push(e),
                 }
             }
-            group.sort_by(|a, b| a.meta.name.to_lowercase().cmp(&b.meta.name.to_lowercase()));
+            group.sort_by_key(|e| e.meta.name.to_lowercase());
             entries.extend(group);
         }
         (entries, errors)

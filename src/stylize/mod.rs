@@ -43,13 +43,16 @@ impl Default for StylizeOptions {
     }
 }
 
+/// Receives the top-left corner and pixels of each finished region.
+pub type TileCallback<'a> = &'a mut dyn FnMut(u32, u32, &RgbImage);
+
 /// Callbacks during a long stylisation: progress, finished tiles (for streaming into a
 /// texture) and a cancellation flag that is polled between layers.
 #[derive(Default)]
 pub struct Hooks<'a> {
     pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
     /// Called with the top-left corner and the pixels of each finished core region.
-    pub tile_done: Option<&'a mut dyn FnMut(u32, u32, &RgbImage)>,
+    pub tile_done: Option<TileCallback<'a>>,
     pub cancel: Option<&'a AtomicBool>,
 }
 

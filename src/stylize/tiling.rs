@@ -6,7 +6,8 @@
 //! - a tile's extent is congruent to the image's modulo 4, so 'SAME' padding puts
 //!   the odd extra pixel on the same side at every level;
 //! - tiles overlap their core by the receptive radius, so the core never sees a tile edge.
-//! Instance-norm statistics come from the whole image (see `stylize::tiled`).
+//!
+//! Instance-norm statistics come from the whole image (see `Stylizer::run_tiled`).
 
 use crate::model::layers::CoreRegion;
 

@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests: models and images made on the spot.
+#![allow(dead_code)]
+
+use atelier::model::{random_model, StyleModel, Variant};
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+
+/// A smooth, colourful test photo (gradients and a few shapes), deterministic.
+pub fn photo(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let fx = x as f32 / w.max(1) as f32;
+        let fy = y as f32 / h.max(1) as f32;
+        let ring = (((fx - 0.5).powi(2) + (fy - 0.4).powi(2)).sqrt() * 20.0).sin() * 0.5 + 0.5;
+        image::Rgb([
+            (255.0 * fx) as u8,
+            (255.0 * (0.3 + 0.7 * fy * ring)) as u8,
+            (255.0 * (1.0 - fx * fy)) as u8,
+        ])
+    })
+}
+
+pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let mse: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.as_raw().len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+pub fn model(variant: Variant) -> StyleModel {
+    random_model(variant, &format!("random-{variant}")).unwrap()
+}
+
+/// Writes a random-weight model file into `dir` and returns its path.
+pub fn model_file(dir: &Path, variant: Variant, name: &str) -> PathBuf {
+    let mut m = random_model(variant, name).unwrap();
+    m.meta.name = name.to_string();
+    let path = dir.join(format!("{name}.safetensors"));
+    m.save(&path, true, false).unwrap();
+    path
+}
