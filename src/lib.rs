@@ -8,5 +8,6 @@ pub mod fsutil;
 pub mod image_io;
 pub mod model;
 pub mod stylize;
+pub mod train;
 
 pub use error::{Error, Result};

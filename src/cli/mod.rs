@@ -4,6 +4,7 @@ mod bench;
 mod import;
 mod models;
 mod stylize;
+mod train;
 
 use atelier::device::DeviceChoice;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ pub enum Command {
     Import(import::Args),
     /// List the bundled and your own styles.
     Models(models::Args),
+    /// Train a new style from a painting and a folder of photos.
+    Train(train::Args),
     /// Time the style network on a device.
     Bench(bench::Args),
 }
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Stylize(a)) => stylize::run(a),
         Some(Command::Import(a)) => import::run(a),
         Some(Command::Models(a)) => models::run(a),
+        Some(Command::Train(a)) => train::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         None => {
             use clap::CommandFactory;

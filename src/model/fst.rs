@@ -121,24 +121,24 @@ impl FstNet {
     pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> Result<Option<Tensor>> {
         let (_, _, h, w) = x.dims4()?;
         let y = self.conv1.forward(x)?;
-        let y = norm_or_stop!(ctx, 0, 1, y, self.in1).relu()?;
+        let y = norm_or_stop!(ctx, 0, 1, y, self.in1, true);
         let y = self.conv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 1, 2, y, self.in2).relu()?;
+        let y = norm_or_stop!(ctx, 1, 2, y, self.in2, true);
         let y = self.conv3.forward(&y)?;
-        let mut y = norm_or_stop!(ctx, 2, 4, y, self.in3).relu()?;
+        let mut y = norm_or_stop!(ctx, 2, 4, y, self.in3, true);
         for (i, r) in self.res.iter().enumerate() {
             let t = r.conv1.forward(&y)?;
-            let t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1).relu()?;
+            let t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1, true);
             let t = r.conv2.forward(&t)?;
-            let t = norm_or_stop!(ctx, 4 + 2 * i, 4, t, r.in2);
+            let t = norm_or_stop!(ctx, 4 + 2 * i, 4, t, r.in2, false);
             y = (y + t)?;
         }
         let y = self.deconv1.forward(&y)?;
-        let y = norm_or_stop!(ctx, 13, 2, y, self.in4).relu()?;
+        let y = norm_or_stop!(ctx, 13, 2, y, self.in4, true);
         let y = self.deconv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 14, 1, y, self.in5).relu()?;
+        let y = norm_or_stop!(ctx, 14, 1, y, self.in5, true);
         let y = self.deconv3.forward(&y)?;
-        let y = norm_or_stop!(ctx, 15, 1, y, self.in6);
+        let y = norm_or_stop!(ctx, 15, 1, y, self.in6, false);
         let y = ((y.tanh()? * 150.0)? + 127.5)?;
         Ok(Some(y.narrow(2, 0, h)?.narrow(3, 0, w)?))
     }

@@ -3,7 +3,9 @@
 //! affine instance norm (ε = 1e-5), RGB 0..255 in and out. Parameter names match the
 //! PyTorch `state_dict`, so imported checkpoints load without renaming.
 
-use super::layers::{extend_to_min, reflect_pad, Conv, InstanceNorm, NormCtx};
+use super::layers::{
+    extend_to_min, reflect_pad, upsample2_reflect_pad, Conv, InstanceNorm, NormCtx,
+};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -36,13 +38,12 @@ impl ConvLayer {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = if self.upsample {
-            let (_, _, h, w) = x.dims4()?;
-            x.upsample_nearest2d(2 * h, 2 * w)?
+        let padded = if self.upsample {
+            upsample2_reflect_pad(x, self.pad)?
         } else {
-            x.clone()
+            reflect_pad(x, self.pad)?
         };
-        self.conv.forward(&reflect_pad(&x, self.pad)?)
+        self.conv.forward(&padded)
     }
 }
 
@@ -71,8 +72,8 @@ pub struct JohnsonNet {
 }
 
 macro_rules! norm_or_stop {
-    ($ctx:expr, $i:expr, $scale:expr, $x:expr, $layer:expr) => {
-        match $ctx.norm($i, $scale, &$x, &$layer)? {
+    ($ctx:expr, $i:expr, $scale:expr, $x:expr, $layer:expr, $relu:expr) => {
+        match $ctx.norm($i, $scale, &$x, &$layer, $relu)? {
             Some(y) => y,
             None => return Ok(None),
         }
@@ -114,22 +115,22 @@ impl JohnsonNet {
         let (_, _, h, w) = x.dims4()?;
         let x = extend_to_min(x, MIN_SIDE)?;
         let y = self.conv1.forward(&x)?;
-        let y = norm_or_stop!(ctx, 0, 1, y, self.in1).relu()?;
+        let y = norm_or_stop!(ctx, 0, 1, y, self.in1, true);
         let y = self.conv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 1, 2, y, self.in2).relu()?;
+        let y = norm_or_stop!(ctx, 1, 2, y, self.in2, true);
         let y = self.conv3.forward(&y)?;
-        let mut y = norm_or_stop!(ctx, 2, 4, y, self.in3).relu()?;
+        let mut y = norm_or_stop!(ctx, 2, 4, y, self.in3, true);
         for (i, r) in self.res.iter().enumerate() {
             let t = r.conv1.forward(&y)?;
-            let t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1).relu()?;
+            let t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1, true);
             let t = r.conv2.forward(&t)?;
-            let t = norm_or_stop!(ctx, 4 + 2 * i, 4, t, r.in2);
+            let t = norm_or_stop!(ctx, 4 + 2 * i, 4, t, r.in2, false);
             y = (y + t)?;
         }
         let y = self.deconv1.forward(&y)?;
-        let y = norm_or_stop!(ctx, 13, 2, y, self.in4).relu()?;
+        let y = norm_or_stop!(ctx, 13, 2, y, self.in4, true);
         let y = self.deconv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 14, 1, y, self.in5).relu()?;
+        let y = norm_or_stop!(ctx, 14, 1, y, self.in5, true);
         let y = self.deconv3.forward(&y)?;
         // Two stride-2 convs then two ×2 upsamplings round odd sizes up: crop back.
         Ok(Some(y.narrow(2, 0, h)?.narrow(3, 0, w)?))

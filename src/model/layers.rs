@@ -16,28 +16,79 @@ pub fn reflect_pad(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
         return Ok(x.clone());
     }
     let (_, _, h, w) = x.dims4()?;
+    if is_plain_cpu(x) {
+        return remap_cpu(x, &reflect_map(h, pad)?, &reflect_map(w, pad)?);
+    }
     let x = x.index_select(&reflect_index(h, pad, x.device())?, 2)?;
     x.index_select(&reflect_index(w, pad, x.device())?, 3)
 }
 
 fn reflect_index(n: usize, pad: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let idx: Vec<u32> = reflect_map(n, pad)?.into_iter().map(|i| i as u32).collect();
+    Tensor::new(idx, device)
+}
+
+/// Source index of each padded position under reflection padding.
+fn reflect_map(n: usize, pad: usize) -> candle_core::Result<Vec<usize>> {
     if pad >= n {
         candle_core::bail!("reflection padding {pad} needs a dimension larger than {n}");
     }
     let last = n as i64 - 1;
-    let idx: Vec<u32> = (-(pad as i64)..n as i64 + pad as i64)
+    Ok((-(pad as i64)..n as i64 + pad as i64)
         .map(|i| {
-            let r = if i < 0 {
+            (if i < 0 {
                 -i
             } else if i > last {
                 2 * last - i
             } else {
                 i
-            };
-            r as u32
+            }) as usize
         })
-        .collect();
-    Tensor::new(idx, device)
+        .collect())
+}
+
+/// Nearest ×2 upsampling followed by reflection padding, as one copy.
+pub fn upsample2_reflect_pad(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if is_plain_cpu(x) {
+        let rows: Vec<usize> = reflect_map(2 * h, pad)?
+            .into_iter()
+            .map(|i| i / 2)
+            .collect();
+        let cols: Vec<usize> = reflect_map(2 * w, pad)?
+            .into_iter()
+            .map(|i| i / 2)
+            .collect();
+        return remap_cpu(x, &rows, &cols);
+    }
+    reflect_pad(&x.upsample_nearest2d(2 * h, 2 * w)?, pad)
+}
+
+/// CPU f32 tensors outside autograd take the hand-written inference paths.
+pub fn is_plain_cpu(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op()
+}
+
+/// `out[n, c, i, j] = x[n, c, rows[i], cols[j]]`: every padding and nearest-neighbour
+/// resize here is such a gather, done in one parallel pass.
+fn remap_cpu(x: &Tensor, rows: &[usize], cols: &[usize]) -> candle_core::Result<Tensor> {
+    use rayon::prelude::*;
+    let (n, c, h, w) = x.dims4()?;
+    let src = x.flatten_all()?.to_vec1::<f32>()?;
+    let (oh, ow) = (rows.len(), cols.len());
+    let mut out = vec![0f32; n * c * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(p, plane)| {
+            let sp = &src[p * h * w..(p + 1) * h * w];
+            for (i, &r) in rows.iter().enumerate() {
+                let srow = &sp[r * w..(r + 1) * w];
+                for (o, &cidx) in plane[i * ow..(i + 1) * ow].iter_mut().zip(cols) {
+                    *o = srow[cidx];
+                }
+            }
+        });
+    Tensor::from_vec(out, (n, c, oh, ow), x.device())
 }
 
 /// Extends an NCHW tensor to at least `min` rows and columns by repeating the last
@@ -180,6 +231,82 @@ impl InstanceNorm {
         })
     }
 
+    /// Normalises with whole-image statistics `fixed` (`(1, C, 1, 1)` mean and variance)
+    /// or, without them, each image's own; then optionally applies ReLU.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        fixed: Option<&(Tensor, Tensor)>,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
+        if is_plain_cpu(x) && !self.weight.track_op() {
+            return self.forward_cpu(x, fixed, relu);
+        }
+        let y = match fixed {
+            Some((mean, var)) => self.apply(x, mean, var)?,
+            None => {
+                let (mean, var) = per_image_stats(x)?;
+                self.apply(x, &mean, &var)?
+            }
+        };
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// One pass for statistics, one fused pass for normalise + affine + ReLU.
+    fn forward_cpu(
+        &self,
+        x: &Tensor,
+        fixed: Option<&(Tensor, Tensor)>,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
+        use rayon::prelude::*;
+        let (n, c, h, w) = x.dims4()?;
+        let hw = h * w;
+        let mut data = x.flatten_all()?.to_vec1::<f32>()?;
+        let gamma = self.weight.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let beta = self.bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let fixed = match fixed {
+            Some((m, v)) => Some((
+                m.flatten_all()?.to_vec1::<f32>()?,
+                v.flatten_all()?.to_vec1::<f32>()?,
+            )),
+            None => None,
+        };
+        let eps = self.eps;
+        data.par_chunks_mut(hw.max(1))
+            .enumerate()
+            .for_each(|(i, plane)| {
+                let ch = i % c;
+                let (mean, var) = match &fixed {
+                    Some((m, v)) => (m[ch] as f64, v[ch] as f64),
+                    None => {
+                        let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
+                        let var = plane
+                            .iter()
+                            .map(|&v| (v as f64 - mean).powi(2))
+                            .sum::<f64>()
+                            / hw as f64;
+                        (mean, var)
+                    }
+                };
+                let scale = gamma[ch] as f64 / (var + eps).sqrt();
+                let shift = (beta[ch] as f64 - mean * scale) as f32;
+                let scale = scale as f32;
+                if relu {
+                    plane
+                        .iter_mut()
+                        .for_each(|v| *v = (*v * scale + shift).max(0.0));
+                } else {
+                    plane.iter_mut().for_each(|v| *v = *v * scale + shift);
+                }
+            });
+        Tensor::from_vec(data, (n, c, h, w), x.device())
+    }
+
     /// Normalises with the given mean and (biased) variance, both `(N|1, C, 1, 1)`.
     fn apply(&self, x: &Tensor, mean: &Tensor, var: &Tensor) -> candle_core::Result<Tensor> {
         let scale = self.weight.reshape((1, (), 1, 1))?;
@@ -268,13 +395,15 @@ pub struct NormCtx<'a> {
 
 impl NormCtx<'_> {
     /// Normalises `x`, the input of norm layer `index` at `scale` (input pixels per
-    /// feature-map pixel). Returns `None` when the pass must stop here.
+    /// feature-map pixel), then applies ReLU if asked. Returns `None` when the pass
+    /// must stop here.
     pub fn norm(
         &mut self,
         index: usize,
         scale: usize,
         x: &Tensor,
         layer: &InstanceNorm,
+        relu: bool,
     ) -> candle_core::Result<Option<Tensor>> {
         if let Some(flag) = self.cancel {
             if flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -282,8 +411,8 @@ impl NormCtx<'_> {
                 return Ok(None);
             }
         }
-        if let Some((mean, var)) = self.fixed.get(index) {
-            return layer.apply(x, mean, var).map(Some);
+        if let Some(stats) = self.fixed.get(index) {
+            return layer.forward_with(x, Some(stats), relu).map(Some);
         }
         if let Some((target, region)) = self.collect {
             if target == index {
@@ -299,8 +428,7 @@ impl NormCtx<'_> {
                 return Ok(None);
             }
         }
-        let (mean, var) = per_image_stats(x)?;
-        layer.apply(x, &mean, &var).map(Some)
+        layer.forward_with(x, None, relu).map(Some)
     }
 }
 

@@ -1,0 +1,223 @@
+//! Training data: a folder of photos, decoded on background threads into a bounded
+//! queue of batches.
+//!
+//! The order and the augmentations are a pure function of (seed, epoch, index), so a
+//! resumed run sees exactly the batches the uninterrupted run would have seen.
+
+use crate::{image_io, Error, Result};
+use image::{imageops, RgbImage};
+use rand::{seq::SliceRandom, Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+const EXTENSIONS: [&str; 9] = [
+    "jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "jfif",
+];
+
+/// Where the loader is in the data: the next sample is `order(epoch)[index]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPosition {
+    pub epoch: u64,
+    pub index: usize,
+}
+
+/// A batch ready for the device: `(n, 3, size, size)` RGB 0..255, flattened.
+pub struct Batch {
+    pub pixels: Vec<f32>,
+    pub n: usize,
+    pub size: u32,
+    /// Position after this batch (what a checkpoint records).
+    pub next: DataPosition,
+    /// Unreadable files skipped while assembling this batch.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+pub struct Dataset {
+    pub root: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+impl Dataset {
+    /// All image files under `root` (recursively), sorted for a stable order.
+    pub fn scan(root: &Path) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::Invalid(format!(
+                "content folder {} does not exist",
+                root.display()
+            )));
+        }
+        let mut files = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let rd =
+                std::fs::read_dir(&dir).map_err(|e| Error::io(format!("{}", dir.display()), e))?;
+            for entry in rd.flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+        Ok(Self {
+            root: root.to_path_buf(),
+            files,
+        })
+    }
+
+    fn order(&self, seed: u64, epoch: u64) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.files.len()).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        idx.shuffle(&mut rng);
+        idx
+    }
+}
+
+/// Random square crop, resize to `size`, random horizontal flip; deterministic in `rng`.
+pub fn augment(img: &RgbImage, size: u32, rng: &mut impl Rng) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let side = w.min(h);
+    let crop_side = ((side as f32) * rng.random_range(0.6f32..=1.0))
+        .round()
+        .max(1.0) as u32;
+    let x = rng.random_range(0..=w - crop_side);
+    let y = rng.random_range(0..=h - crop_side);
+    let crop = imageops::crop_imm(img, x, y, crop_side, crop_side).to_image();
+    let mut out = imageops::resize(&crop, size, size, imageops::FilterType::Triangle);
+    if rng.random_bool(0.5) {
+        imageops::flip_horizontal_in_place(&mut out);
+    }
+    out
+}
+
+fn sample_rng(seed: u64, pos: DataPosition) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(
+        pos.epoch
+            .wrapping_mul(1 << 32)
+            .wrapping_add(pos.index as u64),
+    );
+    rng
+}
+
+/// A background producer of batches; dropping it stops the thread.
+pub struct Loader {
+    rx: Receiver<Result<Batch>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Loader {
+    pub fn start(
+        dataset: Arc<Dataset>,
+        seed: u64,
+        batch: usize,
+        size: u32,
+        start: DataPosition,
+    ) -> Self {
+        let (tx, rx) = sync_channel(3);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("atelier-data".into())
+            .spawn(move || {
+                let mut pos = start;
+                let mut order = dataset.order(seed, pos.epoch);
+                let mut usable_this_epoch = 0usize;
+                // A resumed run may start mid-epoch; only a whole epoch proves the data unusable.
+                let mut whole_epoch = pos.index == 0;
+                while !stop2.load(Ordering::Relaxed) {
+                    let mut images = Vec::with_capacity(batch);
+                    let mut skipped = Vec::new();
+                    while images.len() < batch {
+                        // Decode the next candidates in parallel; results stay in order.
+                        let want = batch - images.len();
+                        let mut candidates = Vec::with_capacity(want);
+                        while candidates.len() < want {
+                            if pos.index >= order.len() {
+                                if whole_epoch && usable_this_epoch < batch {
+                                    let _ = tx.send(Err(Error::Invalid(format!(
+                                        "only {usable_this_epoch} of {} images in {} are readable; need at least {batch} (one batch)",
+                                        dataset.files.len(),
+                                        dataset.root.display()
+                                    ))));
+                                    return;
+                                }
+                                pos = DataPosition { epoch: pos.epoch + 1, index: 0 };
+                                order = dataset.order(seed, pos.epoch);
+                                usable_this_epoch = 0;
+                                whole_epoch = true;
+                            }
+                            candidates.push((pos, order[pos.index]));
+                            pos.index += 1;
+                        }
+                        let decoded: Vec<_> = candidates
+                            .par_iter()
+                            .map(|&(p, i)| {
+                                let path = &dataset.files[i];
+                                image_io::load_rgb(path)
+                                    .map(|img| augment(&img, size, &mut sample_rng(seed, p)))
+                                    .map_err(|e| (path.clone(), e.to_string()))
+                            })
+                            .collect();
+                        for d in decoded {
+                            match d {
+                                Ok(img) => {
+                                    usable_this_epoch += 1;
+                                    images.push(img);
+                                }
+                                Err(e) => skipped.push(e),
+                            }
+                        }
+                    }
+                    let hw = (size * size) as usize;
+                    let mut pixels = vec![0f32; batch * 3 * hw];
+                    for (b, img) in images.iter().enumerate() {
+                        for (i, px) in img.pixels().enumerate() {
+                            for c in 0..3 {
+                                pixels[(b * 3 + c) * hw + i] = px.0[c] as f32;
+                            }
+                        }
+                    }
+                    let item = Batch { pixels, n: batch, size, next: pos, skipped };
+                    if tx.send(Ok(item)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn data thread");
+        Self {
+            rx,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn next(&self) -> Result<Batch> {
+        self.rx
+            .recv()
+            .map_err(|_| Error::Invalid("the data loader stopped unexpectedly".into()))?
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock a producer waiting on a full queue.
+        while self.rx.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! Training a `johnson` style network with a VGG16 perceptual loss.
+//!
+//! [`start`] runs a [`Trainer`] on its own thread; it reports [`TrainEvent`]s over a
+//! channel and obeys [`Control`] messages, so the command line and the app drive the
+//! same code.
+
+pub mod adam;
+pub mod data;
+pub mod loss;
+pub mod run_dir;
+pub mod vgg;
+
+use crate::device::DeviceChoice;
+use crate::model::{ModelMeta, StyleModel, StyleNet, Variant};
+use crate::stylize::{image_to_tensor, tensor_to_image, thumbnail};
+use crate::{image_io, Error, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use data::{DataPosition, Dataset, Loader};
+use image::RgbImage;
+use run_dir::{Checkpoint, RunDir};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything that defines a run; saved as `config.json` in the run folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub style_image: PathBuf,
+    pub content_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub name: String,
+    pub iterations: u64,
+    pub batch_size: usize,
+    pub image_size: u32,
+    /// Longest side of the style image; default: its own size, capped at 1024.
+    pub style_size: Option<u32>,
+    pub content_weight: f64,
+    pub style_weight: f64,
+    pub tv_weight: f64,
+    pub lr: f64,
+    pub seed: u64,
+    /// Loss network weights; default: the VGG16 bundled in `models/`.
+    pub vgg: Option<PathBuf>,
+    pub checkpoint_every: u64,
+    pub preview_every: u64,
+    #[serde(with = "device_serde")]
+    pub device: DeviceChoice,
+}
+
+mod device_serde {
+    use crate::device::DeviceChoice;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(d: &DeviceChoice, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceChoice, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl TrainConfig {
+    /// The defaults that give good results with the bundled VGG16 (see the README).
+    pub fn new(style_image: PathBuf, content_dir: PathBuf, run_dir: PathBuf, name: String) -> Self {
+        Self {
+            style_image,
+            content_dir,
+            run_dir,
+            name,
+            iterations: 3000,
+            batch_size: 4,
+            image_size: 256,
+            style_size: None,
+            content_weight: 1e5,
+            style_weight: 2e6,
+            tv_weight: 0.0,
+            lr: 1e-3,
+            seed: 42,
+            vgg: None,
+            checkpoint_every: 500,
+            preview_every: 250,
+            device: DeviceChoice::Auto,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        if self.iterations == 0 {
+            return bad("iterations must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.batch_size > 256 {
+            return bad("batch size must be between 1 and 256".into());
+        }
+        if !(16..=2048).contains(&self.image_size) {
+            return bad("image size must be between 16 and 2048 pixels".into());
+        }
+        for (n, v) in [
+            ("content weight", self.content_weight),
+            ("style weight", self.style_weight),
+            ("tv weight", self.tv_weight),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return bad(format!("{n} must be a non-negative number"));
+            }
+        }
+        if !(self.lr > 0.0 && self.lr < 1.0) {
+            return bad("learning rate must be between 0 and 1".into());
+        }
+        if !self.style_image.is_file() {
+            return bad(format!(
+                "style image {} does not exist",
+                self.style_image.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub iteration: u64,
+    pub content: f64,
+    pub style: f64,
+    pub tv: f64,
+    pub total: f64,
+    pub it_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    Started {
+        device: String,
+        total: u64,
+        resumed_from: Option<u64>,
+        images: usize,
+    },
+    Metrics(Metrics),
+    Preview {
+        iteration: u64,
+        path: PathBuf,
+        image: RgbImage,
+    },
+    Checkpoint {
+        iteration: u64,
+        path: PathBuf,
+    },
+    Paused {
+        iteration: u64,
+    },
+    Resumed {
+        iteration: u64,
+    },
+    /// Stopped on request; the last checkpoint is current.
+    Stopped {
+        iteration: u64,
+    },
+    Finished {
+        model: PathBuf,
+        iterations: u64,
+        seconds: f64,
+        skipped: Vec<(PathBuf, String)>,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Stop,
+}
+
+/// A training run on its own thread.
+pub struct TrainerHandle {
+    pub events: Receiver<TrainEvent>,
+    control: Sender<Control>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TrainerHandle {
+    pub fn send(&self, c: Control) {
+        let _ = self.control.send(c);
+    }
+
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a new run (`resume = false`) or continues the one in `cfg.run_dir`.
+pub fn start(cfg: TrainConfig, resume: bool) -> TrainerHandle {
+    let (etx, erx) = channel();
+    let (ctx, crx) = channel();
+    let thread = std::thread::Builder::new()
+        .name("atelier-train".into())
+        .spawn(move || {
+            if let Err(e) = run(cfg, resume, &etx, &crx) {
+                let _ = etx.send(TrainEvent::Failed {
+                    message: e.to_string(),
+                });
+            }
+        })
+        .expect("spawn trainer thread");
+    TrainerHandle {
+        events: erx,
+        control: ctx,
+        thread: Some(thread),
+    }
+}
+
+/// The training loop; returns the final model's path (or the run dir when stopped).
+pub fn run(
+    cfg: TrainConfig,
+    resume: bool,
+    events: &Sender<TrainEvent>,
+    control: &Receiver<Control>,
+) -> Result<PathBuf> {
+    cfg.validate()?;
+    let dataset = Arc::new(Dataset::scan(&cfg.content_dir)?);
+    if dataset.files.len() < cfg.batch_size {
+        return Err(Error::Invalid(format!(
+            "found {} images in {}; training needs at least {} (one batch)",
+            dataset.files.len(),
+            cfg.content_dir.display(),
+            cfg.batch_size
+        )));
+    }
+    let vgg_path = match &cfg.vgg {
+        Some(p) => p.clone(),
+        None => vgg::bundled_vgg_path().ok_or_else(|| {
+            Error::Invalid("the bundled VGG16 (models/) is missing; pass --vgg".into())
+        })?,
+    };
+    let device = cfg.device.open()?;
+    let vgg = vgg::Vgg16::load(&vgg_path, &device)?;
+    let run_dir = RunDir::create(&cfg.run_dir, &cfg, resume)?;
+
+    // Style targets: Gram matrices of the painting, computed once.
+    let style = image_io::load_rgb(&cfg.style_image)?;
+    let style = resize_longest(
+        &style,
+        cfg.style_size
+            .unwrap_or(style.width().max(style.height()).min(1024)),
+    );
+    let style_t = image_to_tensor(&style, 0, 0, style.width(), style.height(), &device)?;
+    let style_grams: Vec<Tensor> = vgg
+        .features(&style_t)?
+        .iter()
+        .map(|f| loss::gram(f).map(|g| g.detach()))
+        .collect::<candle_core::Result<_>>()?;
+
+    let _ = device.set_seed(cfg.seed);
+    let varmap = VarMap::new();
+    let net = StyleNet::new(
+        Variant::Johnson,
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+    )?;
+    let vars: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut adam = adam::Adam::new(vars, cfg.lr)?;
+
+    let mut start_iter = 0;
+    let mut position = DataPosition::default();
+    let mut elapsed_before = 0.0;
+    if resume {
+        let ck = run_dir.load_checkpoint(&device)?;
+        for (name, var) in varmap.data().lock().expect("varmap").iter() {
+            let t = ck.tensors.get(name).ok_or_else(|| {
+                Error::model(&run_dir.checkpoint_path(), format!("missing '{name}'"))
+            })?;
+            var.set(t)?;
+        }
+        adam.load_state(&ck.tensors, ck.iteration)?;
+        start_iter = ck.iteration;
+        position = ck.position;
+        elapsed_before = ck.elapsed_s;
+        run_dir.truncate_metrics(start_iter)?;
+    } else {
+        // Deterministic initialisation: seeded weights, independent of device RNG support.
+        seed_params(&varmap, cfg.seed)?;
+    }
+    if start_iter >= cfg.iterations {
+        return Err(Error::Invalid(format!(
+            "the run is already at iteration {start_iter}; pass a larger --iterations to continue"
+        )));
+    }
+    let _ = events.send(TrainEvent::Started {
+        device: crate::device::describe(&device),
+        total: cfg.iterations,
+        resumed_from: resume.then_some(start_iter),
+        images: dataset.files.len(),
+    });
+
+    let preview_photo = thumbnail::source_photo()?;
+    let loader = Loader::start(
+        dataset.clone(),
+        cfg.seed,
+        cfg.batch_size,
+        cfg.image_size,
+        position,
+    );
+    // Unreadable files recur every epoch; report each once.
+    let mut skipped = std::collections::BTreeMap::new();
+    let started = Instant::now();
+    let mut window = (Instant::now(), start_iter);
+    let mut it_per_s = 0.0;
+    let save = |iter: u64, pos: DataPosition, adam: &adam::Adam, elapsed: f64| -> Result<PathBuf> {
+        let mut tensors = adam.state();
+        for (k, v) in varmap.data().lock().expect("varmap").iter() {
+            tensors.insert(k.clone(), v.as_tensor().clone());
+        }
+        run_dir.save_checkpoint(&Checkpoint {
+            iteration: iter,
+            position: pos,
+            elapsed_s: elapsed,
+            tensors,
+        })
+    };
+    for iter in start_iter + 1..=cfg.iterations {
+        match control.try_recv() {
+            Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
+                let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+                let path = save(iter - 1, position, &adam, elapsed)?;
+                let _ = events.send(TrainEvent::Checkpoint {
+                    iteration: iter - 1,
+                    path,
+                });
+                let _ = events.send(TrainEvent::Stopped {
+                    iteration: iter - 1,
+                });
+                return Ok(cfg.run_dir.clone());
+            }
+            Ok(Control::Pause) => {
+                let _ = events.send(TrainEvent::Paused {
+                    iteration: iter - 1,
+                });
+                match control.recv() {
+                    Ok(Control::Resume) => {
+                        let _ = events.send(TrainEvent::Resumed {
+                            iteration: iter - 1,
+                        });
+                        window = (Instant::now(), iter - 1);
+                    }
+                    _ => {
+                        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+                        let path = save(iter - 1, position, &adam, elapsed)?;
+                        let _ = events.send(TrainEvent::Checkpoint {
+                            iteration: iter - 1,
+                            path,
+                        });
+                        let _ = events.send(TrainEvent::Stopped {
+                            iteration: iter - 1,
+                        });
+                        return Ok(cfg.run_dir.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+        let batch = loader.next()?;
+        for (path, why) in &batch.skipped {
+            skipped.entry(path.clone()).or_insert_with(|| why.clone());
+        }
+        position = batch.next;
+        let s = batch.size as usize;
+        let x = Tensor::from_vec(batch.pixels, (batch.n, 3, s, s), &device)?;
+        let y = net.forward(&x)?;
+        let fy = vgg.features(&y)?;
+        let fx = vgg.features(&x)?;
+        let content = (loss::mse(&fy[1], &fx[1].detach())? * cfg.content_weight)?;
+        let style_l = (loss::style_loss(&fy, &style_grams)? * cfg.style_weight)?;
+        let mut total = (&content + &style_l)?;
+        let tv = if cfg.tv_weight > 0.0 {
+            let tv = (loss::total_variation(&y)? * cfg.tv_weight)?;
+            total = (total + &tv)?;
+            Some(tv)
+        } else {
+            None
+        };
+        let grads = total.backward()?;
+        adam.apply(&grads)?;
+        let total_v = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !total_v.is_finite() {
+            return Err(Error::Invalid(format!(
+                "the loss became {total_v} at iteration {iter}; lower the learning rate or the weights (last checkpoint kept)"
+            )));
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(window.0).as_secs_f64();
+        if dt >= 1.0 || iter == cfg.iterations {
+            it_per_s = (iter - window.1) as f64 / dt.max(1e-9);
+            window = (now, iter);
+        }
+        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+        let m = Metrics {
+            iteration: iter,
+            content: content.to_dtype(DType::F64)?.to_scalar()?,
+            style: style_l.to_dtype(DType::F64)?.to_scalar()?,
+            tv: match &tv {
+                Some(t) => t.to_dtype(DType::F64)?.to_scalar()?,
+                None => 0.0,
+            },
+            total: total_v,
+            it_per_s,
+            elapsed_s: elapsed,
+        };
+        run_dir.append_metrics(&m)?;
+        let _ = events.send(TrainEvent::Metrics(m));
+        if cfg.preview_every > 0 && (iter % cfg.preview_every == 0 || iter == cfg.iterations) {
+            let pt = image_to_tensor(
+                &preview_photo,
+                0,
+                0,
+                preview_photo.width(),
+                preview_photo.height(),
+                &device,
+            )?;
+            let image = tensor_to_image(&net.forward(&pt)?.detach())?;
+            let path = run_dir.save_preview(iter, &image)?;
+            let _ = events.send(TrainEvent::Preview {
+                iteration: iter,
+                path,
+                image,
+            });
+        }
+        if (cfg.checkpoint_every > 0 && iter % cfg.checkpoint_every == 0) || iter == cfg.iterations
+        {
+            let path = save(iter, position, &adam, elapsed)?;
+            let _ = events.send(TrainEvent::Checkpoint {
+                iteration: iter,
+                path,
+            });
+        }
+    }
+    drop(loader);
+    let seconds = elapsed_before + started.elapsed().as_secs_f64();
+    let model = final_model(&cfg, &varmap, &device, &style, seconds, dataset.files.len())?;
+    let path = run_dir.model_path(&cfg.name);
+    model.save(&path, true, true)?;
+    let skipped = skipped.into_iter().collect();
+    let _ = events.send(TrainEvent::Finished {
+        model: path.clone(),
+        iterations: cfg.iterations,
+        seconds,
+        skipped,
+    });
+    Ok(path)
+}
+
+/// Re-initialises every parameter from a seeded generator (candle's CPU RNG cannot be
+/// seeded), keeping each tensor's own initial scale.
+fn seed_params(varmap: &VarMap, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let data = varmap.data().lock().expect("varmap");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let t = var.as_tensor();
+        let dims = t.dims().to_vec();
+        let values: Vec<f32> = if name.ends_with(".weight") && dims.len() == 4 {
+            // Kaiming-uniform as PyTorch initialises convs.
+            let fan_in = (dims[1] * dims[2] * dims[3]) as f32;
+            let bound = (1.0 / fan_in).sqrt();
+            (0..t.elem_count())
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
+        } else if name.ends_with(".bias") && name.contains("conv2d") {
+            let fan_in = data[&name.replace(".bias", ".weight")].as_tensor().dims()[1..]
+                .iter()
+                .product::<usize>() as f32;
+            let bound = (1.0 / fan_in).sqrt();
+            (0..t.elem_count())
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
+        } else {
+            // Instance-norm affine parameters start as identity.
+            t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?
+        };
+        var.set(&Tensor::from_vec(values, dims, t.device())?)?;
+    }
+    Ok(())
+}
+
+fn resize_longest(img: &RgbImage, longest: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if w.max(h) == longest {
+        return img.clone();
+    }
+    let s = longest as f64 / w.max(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * s).round() as u32).max(1),
+        ((h as f64 * s).round() as u32).max(1),
+    );
+    image::imageops::resize(img, nw, nh, image::imageops::FilterType::Lanczos3)
+}
+
+fn final_model(
+    cfg: &TrainConfig,
+    varmap: &VarMap,
+    device: &Device,
+    style: &RgbImage,
+    seconds: f64,
+    images: usize,
+) -> Result<StyleModel> {
+    let params = varmap
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    let mut meta = ModelMeta::new(cfg.name.clone(), Variant::Johnson);
+    meta.source = cfg
+        .style_image
+        .file_name()
+        .map(|n| format!("trained on {}", n.to_string_lossy()));
+    meta.training = Some(serde_json::json!({
+        "trainer": format!("atelier {}", env!("CARGO_PKG_VERSION")),
+        "iterations": cfg.iterations,
+        "batch_size": cfg.batch_size,
+        "image_size": cfg.image_size,
+        "style_size": cfg.style_size.unwrap_or(style.width().max(style.height())),
+        "content_weight": cfg.content_weight,
+        "style_weight": cfg.style_weight,
+        "tv_weight": cfg.tv_weight,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+        "content_images": images,
+        "content_set": cfg.content_dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "device": crate::device::describe(device),
+        "minutes": seconds / 60.0,
+    }));
+    let mut model = StyleModel::from_params(meta, params, &cfg.run_dir)?;
+    let stylizer = crate::stylize::Stylizer::new(&model, &Device::Cpu)?;
+    model.thumbnail_png = Some(thumbnail::render(&stylizer)?);
+    Ok(model)
+}

@@ -1,0 +1,164 @@
+//! The VGG16 loss network (conv1_1 … relu4_3) that defines perceptual losses.
+
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// conv layer indices in torchvision's `vgg16().features`, with a 2×2 max-pool after
+/// the layers marked `true`.
+const LAYERS: [(usize, bool); 10] = [
+    (0, false),
+    (2, true),
+    (5, false),
+    (7, true),
+    (10, false),
+    (12, false),
+    (14, true),
+    (17, false),
+    (19, false),
+    (21, false),
+];
+/// relu1_2, relu2_2, relu3_3, relu4_3: outputs of these conv indices (after ReLU).
+const TAPS: [usize; 4] = [2, 7, 14, 21];
+
+/// How the network expects its input, read from the weight file's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preprocess {
+    /// Keras/Caffe: BGR, 0..255, minus the ImageNet mean.
+    Caffe,
+    /// torchvision: RGB, 0..1, minus mean, divided by std.
+    Torchvision,
+}
+
+pub struct Vgg16 {
+    convs: Vec<(Tensor, Tensor, bool)>,
+    preprocess: Preprocess,
+    shift: Tensor,
+    scale: Tensor,
+    permute_bgr: bool,
+}
+
+/// The VGG16 shipped in `models/`.
+pub fn bundled_vgg_path() -> Option<PathBuf> {
+    crate::model::registry::bundled_dir()
+        .map(|d| d.join("vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors"))
+        .filter(|p| p.is_file())
+}
+
+impl Vgg16 {
+    /// Loads `features.*` weights from a `.safetensors` or PyTorch `.pth` file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (tensors, preprocess): (HashMap<String, Tensor>, Preprocess) = if ext == "safetensors" {
+            let bytes = std::fs::read(path).map_err(|e| Error::model(path, e))?;
+            let (_, md) = safetensors::SafeTensors::read_metadata(&bytes)
+                .map_err(|e| Error::model(path, format!("not a valid safetensors file: {e}")))?;
+            let pre = md
+                .metadata()
+                .as_ref()
+                .and_then(|m| m.get("preprocess").cloned())
+                .map_or(Preprocess::Torchvision, |p| {
+                    if p.to_ascii_lowercase().starts_with("caffe") {
+                        Preprocess::Caffe
+                    } else {
+                        Preprocess::Torchvision
+                    }
+                });
+            let t = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+                .map_err(|e| Error::model(path, format!("cannot read tensors: {e}")))?;
+            (t, pre)
+        } else {
+            let t = candle_core::pickle::read_all(path).map_err(|e| {
+                Error::model(path, format!("cannot read as a PyTorch state dict: {e}"))
+            })?;
+            (t.into_iter().collect(), Preprocess::Torchvision)
+        };
+        let mut convs = Vec::new();
+        let mut c_in = 3;
+        for (i, pool) in LAYERS {
+            let find = |suffix: &str| {
+                let name = format!("features.{i}.{suffix}");
+                tensors
+                    .get(&name)
+                    .or_else(|| tensors.get(&format!("vgg16.{name}")))
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::model(path, format!("not a VGG16: missing tensor '{name}'"))
+                    })
+            };
+            let w = find("weight")?;
+            let b = find("bias")?;
+            let c_out = w.dim(0)?;
+            if w.dims() != [c_out, c_in, 3, 3] || b.dims() != [c_out] {
+                return Err(Error::model(
+                    path,
+                    format!(
+                        "features.{i}.weight has shape {:?}; VGG16 needs [{c_out}, {c_in}, 3, 3]",
+                        w.dims()
+                    ),
+                ));
+            }
+            c_in = c_out;
+            convs.push((
+                w.to_dtype(DType::F32)?.to_device(device)?,
+                b.to_dtype(DType::F32)?
+                    .reshape((1, c_out, 1, 1))?
+                    .to_device(device)?,
+                pool,
+            ));
+        }
+        // Input arrives as RGB 0..255; fold each convention into x·scale − shift per channel.
+        let (shift, scale, permute_bgr) = match preprocess {
+            Preprocess::Caffe => (vec![103.939f32, 116.779, 123.68], vec![1f32; 3], true),
+            Preprocess::Torchvision => {
+                let mean = [0.485f32, 0.456, 0.406];
+                let std = [0.229f32, 0.224, 0.225];
+                (
+                    (0..3).map(|c| mean[c] / std[c]).collect(),
+                    (0..3).map(|c| 1.0 / (255.0 * std[c])).collect(),
+                    false,
+                )
+            }
+        };
+        Ok(Self {
+            convs,
+            preprocess,
+            shift: Tensor::from_vec(shift, (1, 3, 1, 1), device)?,
+            scale: Tensor::from_vec(scale, (1, 3, 1, 1), device)?,
+            permute_bgr,
+        })
+    }
+
+    pub fn preprocess(&self) -> Preprocess {
+        self.preprocess
+    }
+
+    /// `(N, 3, H, W)` RGB 0..255 → the four tap activations.
+    pub fn features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        let x = if self.permute_bgr {
+            Tensor::cat(
+                &[x.narrow(1, 2, 1)?, x.narrow(1, 1, 1)?, x.narrow(1, 0, 1)?],
+                1,
+            )?
+        } else {
+            x.clone()
+        };
+        let mut x = x.broadcast_mul(&self.scale)?.broadcast_sub(&self.shift)?;
+        let mut taps = Vec::with_capacity(4);
+        for ((w, b, pool), (idx, _)) in self.convs.iter().zip(LAYERS) {
+            x = x.conv2d(w, 1, 1, 1, 1)?.broadcast_add(b)?.relu()?;
+            if TAPS.contains(&idx) {
+                taps.push(x.clone());
+            }
+            if *pool {
+                x = x.max_pool2d(2)?;
+            }
+        }
+        Ok(taps)
+    }
+}
