@@ -12,10 +12,12 @@ BIN=target/cuda/release/atelier
 rm -rf .gpu && mkdir -p .gpu/ref
 xz -T2 -6 -c "$BIN" > .gpu/atelier.xz
 cp "$SHARED/bench/pytorch_reference.py" .gpu/
-cp "$SHARED/weights/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors" .gpu/vgg16.safetensors
+# The VGG16 travels with the working tree (models/).
 cp -r "$SHARED/reference/fast-style-transfer/checkpoints/udnie" .gpu/ref/udnie
 cp "$SHARED/reference/fast-style-transfer/content/chicago.png" .gpu/ref/
 cp "$SHARED/reference/fast-style-transfer/expected/chicago_udnie.png" .gpu/ref/
-cp "$SHARED/reference/pytorch-examples/wave.pth" "$SHARED/reference/pytorch-examples/amber.png" .gpu/ref/
+# Training data for a quality run (train/ only; eval/ is for measuring).
+cp -r "$SHARED/datasets/imagenet-sample-256/train" .gpu/train
+mkdir -p .gpu/styles && cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg .gpu/styles/
 cp benches/gpu_run.sh .gpu/
 du -sh .gpu

@@ -96,3 +96,43 @@ pub fn parse_size(s: &str) -> Option<(usize, usize)> {
     }
     .filter(|&(w, h)| w > 0 && h > 0)
 }
+
+/// Training iterations per second: batch `batch` of `size`² random photos, the given
+/// VGG16, Gram style loss at four layers + content loss, Adam — what
+/// `pytorch_reference.py` measures as `train_it_per_s_b4_256`.
+pub fn time_training(
+    device: &Device,
+    vgg_path: &std::path::Path,
+    batch: usize,
+    size: usize,
+    warmup: usize,
+    iters: usize,
+) -> Result<f64> {
+    use crate::train::{adam::Adam, loss::Perceptual, step, vgg::Vgg16};
+    let vm = candle_nn::VarMap::new();
+    let net = StyleNet::new(
+        Variant::Johnson,
+        VarBuilder::from_varmap(&vm, DType::F32, device),
+    )?;
+    let vars = vm
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut adam = Adam::new(vars, 1e-3)?;
+    let style = (Tensor::rand(0f32, 1f32, (1, 3, 512, 512), device)? * 255.0)?;
+    let objective = Perceptual::new(Vgg16::load(vgg_path, device)?, &style, 1e5, 3e6, 0.0)?;
+    let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;
+    for _ in 0..warmup {
+        step(&net, &objective, &mut adam, &x)?;
+    }
+    device.synchronize()?;
+    let t = Instant::now();
+    for _ in 0..iters.max(1) {
+        step(&net, &objective, &mut adam, &x)?;
+    }
+    device.synchronize()?;
+    Ok(iters.max(1) as f64 / t.elapsed().as_secs_f64())
+}

@@ -48,6 +48,10 @@ pub enum Error {
 impl From<candle_core::Error> for Error {
     /// Drops candle's captured backtrace: users need the message, not our stack.
     fn from(e: candle_core::Error) -> Self {
+        // ATELIER_DEBUG keeps the backtrace for bug reports.
+        if std::env::var_os("ATELIER_DEBUG").is_some() {
+            return Error::Candle(e);
+        }
         let mut e = e;
         while let candle_core::Error::WithBacktrace { inner, .. } = e {
             e = *inner;

@@ -21,6 +21,12 @@ pub struct Args {
     /// Network variant to time.
     #[arg(long, default_value = "johnson", value_parser = ["johnson", "fst"])]
     variant: String,
+    /// Also time training steps (batch 4, 256²) for this many iterations (default: 300 on a GPU, 0 on the CPU).
+    #[arg(long)]
+    train_iters: Option<usize>,
+    /// Loss network for the training benchmark (default: the bundled VGG16).
+    #[arg(long)]
+    vgg: Option<std::path::PathBuf>,
     /// Print a JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -64,6 +70,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         if let Some(m) = t.peak_mem_mb {
             json.insert(format!("peak_mem_mb_infer_{key}"), m.into());
         }
+    }
+    let train_iters = a.train_iters.unwrap_or(if gpu { 300 } else { 0 });
+    if train_iters > 0 {
+        let vgg = a
+            .vgg
+            .clone()
+            .or_else(atelier::train::vgg::bundled_vgg_path)
+            .ok_or_else(|| anyhow::anyhow!("no VGG16 for the training benchmark; pass --vgg"))?;
+        let its =
+            atelier::bench::time_training(&device, &vgg, 4, 256, 20.min(train_iters), train_iters)?;
+        if !a.json {
+            println!("train batch 4, 256x256: {its:.2} it/s");
+        }
+        json.insert("train_it_per_s_b4_256".into(), its.into());
     }
     println!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)

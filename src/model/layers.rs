@@ -206,12 +206,54 @@ impl Module for Conv {
         if self.use_fast_cpu_path(x) {
             return self.forward_cpu(x);
         }
-        let y = x.conv2d(&self.weight, 0, self.stride, 1, 1)?;
+        let y = conv2d_banded(x, &self.weight, self.stride)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
     }
+}
+
+/// Largest im2col buffer one conv call may ask the device for.
+const IM2COL_BUDGET_BYTES: usize = 512 << 20;
+
+/// An unpadded conv that splits the output into bands of rows when candle's im2col
+/// buffer would be large (a 9×9 conv over 32 channels needs 10 kB per output pixel:
+/// 86 GB at 4K). Differentiable, so training uses it too.
+pub fn conv2d_banded(x: &Tensor, w: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() {
+        // candle's CPU conv already works in small tiles.
+        return x.conv2d(w, 0, stride, 1, 1);
+    }
+    conv2d_in_bands(x, w, stride, IM2COL_BUDGET_BYTES)
+}
+
+fn conv2d_in_bands(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    budget: usize,
+) -> candle_core::Result<Tensor> {
+    let (n, c_in, h, _) = x.dims4()?;
+    let (_, _, k, _) = w.dims4()?;
+    let (_, _, _, wd) = x.dims4()?;
+    let out_h = (h - k) / stride + 1;
+    let out_w = (wd - k) / stride + 1;
+    let row_bytes = n * out_w * c_in * k * k * x.dtype().size_in_bytes();
+    let rows = (budget / row_bytes.max(1)).max(1);
+    if rows >= out_h {
+        return x.conv2d(w, 0, stride, 1, 1);
+    }
+    let mut bands = Vec::with_capacity(out_h.div_ceil(rows));
+    let mut y0 = 0;
+    while y0 < out_h {
+        let y1 = (y0 + rows).min(out_h);
+        let in0 = y0 * stride;
+        let in_rows = (y1 - 1) * stride + k - in0;
+        bands.push(x.narrow(2, in0, in_rows)?.conv2d(w, 0, stride, 1, 1)?);
+        y0 = y1;
+    }
+    Tensor::cat(&bands, 2)
 }
 
 /// Affine instance normalisation parameters (`weight` = scale γ, `bias` = shift β).
@@ -479,6 +521,56 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert_eq!(row, vec![2., 1., 0., 1., 2., 3., 2., 1.]);
+    }
+
+    #[test]
+    fn banded_conv_equals_one_conv() {
+        let x = Tensor::randn(0f32, 1., (2, 5, 23, 17), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 1., (4, 5, 3, 3), &Device::Cpu).unwrap();
+        for stride in [1, 2] {
+            let whole = x.conv2d(&w, 0, stride, 1, 1).unwrap();
+            let banded = conv2d_in_bands(&x, &w, stride, 3000).unwrap();
+            let diff = (whole - banded)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4);
+        }
+    }
+
+    #[test]
+    fn banded_conv_has_the_same_gradients() {
+        let x = candle_core::Var::randn(0f32, 1., (2, 3, 19, 11), &Device::Cpu).unwrap();
+        let w = candle_core::Var::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu).unwrap();
+        let grads = |banded: bool| {
+            let y = if banded {
+                conv2d_in_bands(x.as_tensor(), w.as_tensor(), 1, 2000).unwrap()
+            } else {
+                x.as_tensor().conv2d(w.as_tensor(), 0, 1, 1, 1).unwrap()
+            };
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            (
+                g.get(x.as_tensor()).unwrap().clone(),
+                g.get(w.as_tensor()).unwrap().clone(),
+            )
+        };
+        let (gx1, gw1) = grads(false);
+        let (gx2, gw2) = grads(true);
+        let d = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(d(&gx1, &gx2) < 1e-3 && d(&gw1, &gw2) < 1e-3);
     }
 
     #[test]

@@ -43,10 +43,12 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            *m = ((&*m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
-            *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+            // Detached: otherwise each moment keeps the whole graph of every step alive.
+            let g = g.detach();
+            *m = ((&*m * self.beta1)? + (&g * (1.0 - self.beta1))?)?.detach();
+            *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?.detach();
             let update = ((&*m / c1)? / ((&*v / c2)?.sqrt()? + self.eps)?)?;
-            var.set(&var.as_tensor().sub(&(update * self.lr)?)?)?;
+            var.set(&var.as_tensor().detach().sub(&(update * self.lr)?)?)?;
         }
         Ok(())
     }

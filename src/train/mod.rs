@@ -252,11 +252,13 @@ pub fn run(
             .unwrap_or(style.width().max(style.height()).min(1024)),
     );
     let style_t = image_to_tensor(&style, 0, 0, style.width(), style.height(), &device)?;
-    let style_grams: Vec<Tensor> = vgg
-        .features(&style_t)?
-        .iter()
-        .map(|f| loss::gram(f).map(|g| g.detach()))
-        .collect::<candle_core::Result<_>>()?;
+    let objective = loss::Perceptual::new(
+        vgg,
+        &style_t,
+        cfg.content_weight,
+        cfg.style_weight,
+        cfg.tv_weight,
+    )?;
 
     let _ = device.set_seed(cfg.seed);
     let varmap = VarMap::new();
@@ -378,21 +380,8 @@ pub fn run(
         position = batch.next;
         let s = batch.size as usize;
         let x = Tensor::from_vec(batch.pixels, (batch.n, 3, s, s), &device)?;
-        let y = net.forward(&x)?;
-        let fy = vgg.features(&y)?;
-        let fx = vgg.features(&x)?;
-        let content = (loss::mse(&fy[1], &fx[1].detach())? * cfg.content_weight)?;
-        let style_l = (loss::style_loss(&fy, &style_grams)? * cfg.style_weight)?;
-        let mut total = (&content + &style_l)?;
-        let tv = if cfg.tv_weight > 0.0 {
-            let tv = (loss::total_variation(&y)? * cfg.tv_weight)?;
-            total = (total + &tv)?;
-            Some(tv)
-        } else {
-            None
-        };
-        let grads = total.backward()?;
-        adam.apply(&grads)?;
+        let losses = step(&net, &objective, &mut adam, &x)?;
+        let (content, style_l, tv, total) = (losses.content, losses.style, losses.tv, losses.total);
         let total_v = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !total_v.is_finite() {
             return Err(Error::Invalid(format!(
@@ -459,6 +448,20 @@ pub fn run(
         skipped,
     });
     Ok(path)
+}
+
+/// One optimisation step on batch `x`: forward, perceptual loss, backward, Adam.
+pub fn step(
+    net: &StyleNet,
+    objective: &loss::Perceptual,
+    adam: &mut adam::Adam,
+    x: &Tensor,
+) -> Result<loss::Losses> {
+    let y = net.forward(x)?;
+    let losses = objective.compute(x, &y)?;
+    let grads = losses.total.backward()?;
+    adam.apply(&grads)?;
+    Ok(losses)
 }
 
 /// Re-initialises every parameter from a seeded generator (candle's CPU RNG cannot be

@@ -151,7 +151,13 @@ impl Vgg16 {
         let mut x = x.broadcast_mul(&self.scale)?.broadcast_sub(&self.shift)?;
         let mut taps = Vec::with_capacity(4);
         for ((w, b, pool), (idx, _)) in self.convs.iter().zip(LAYERS) {
-            x = x.conv2d(w, 1, 1, 1, 1)?.broadcast_add(b)?.relu()?;
+            x = crate::model::layers::conv2d_banded(
+                &x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?,
+                w,
+                1,
+            )?
+            .broadcast_add(b)?
+            .relu()?;
             if TAPS.contains(&idx) {
                 taps.push(x.clone());
             }
