@@ -162,9 +162,53 @@ impl Vgg16 {
                 taps.push(x.clone());
             }
             if *pool {
-                x = x.max_pool2d(2)?;
+                x = max_pool_2x2(&x)?;
             }
         }
         Ok(taps)
+    }
+}
+
+/// 2×2 max pooling, stride 2 (odd trailing rows/columns dropped, as in VGG).
+///
+/// Written as a reshape and two max reductions because candle 0.11's `max_pool2d`
+/// backward multiplies the gradient by the fraction of maxima in each window (¼ for a
+/// unique maximum) instead of dividing by their count: every pool would shrink the
+/// gradient 4×, starving the content loss and the deeper style layers.
+pub fn max_pool_2x2(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (h2, w2) = (h / 2, w / 2);
+    x.narrow(2, 0, 2 * h2)?
+        .narrow(3, 0, 2 * w2)?
+        .reshape((n, c, h2, 2, w2, 2))?
+        .max(5)?
+        .max(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_pool_matches_candle_forward_and_routes_the_whole_gradient() {
+        let x = candle_core::Var::randn(0f32, 1., (2, 3, 9, 8), &Device::Cpu).unwrap();
+        let ours = max_pool_2x2(x.as_tensor()).unwrap();
+        let theirs = x.as_tensor().max_pool2d(2).unwrap();
+        let diff = (&ours - &theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0);
+        let g = ours.sum_all().unwrap().backward().unwrap();
+        let gx = g.get(x.as_tensor()).unwrap();
+        // Random inputs have one maximum per window: each window passes a gradient of exactly 1.
+        let total = gx.sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(total, (2 * 3 * 4 * 4) as f32);
+        let max = gx.max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(max, 1.0);
     }
 }
