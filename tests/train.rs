@@ -135,6 +135,8 @@ fn a_short_run_lowers_the_style_loss_and_yields_a_usable_model() {
     let s = setup();
     let mut cfg = config(&s, "run", 40);
     cfg.preview_every = 20;
+    // With a random loss network the content term would dominate; this test is about the style term.
+    cfg.content_weight = 1e3;
     let events = run(cfg, false);
     assert_eq!(failure(&events), None);
     let metrics = RunDir::read_metrics(&s.root.join("run")).unwrap();
@@ -267,4 +269,37 @@ fn bad_setups_fail_before_training_with_clear_messages() {
     assert_eq!(failure(&run(config(&s, "f", 1), false)), None);
     let msg = failure(&run(config(&s, "f", 1), false)).unwrap();
     assert!(msg.contains("--resume"), "{msg}");
+}
+
+#[test]
+fn pause_resume_and_stop_leave_a_resumable_checkpoint() {
+    let s = setup();
+    let h = train::start(config(&s, "ctl", 500), false);
+    let next = || {
+        h.events
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("event")
+    };
+    while !matches!(next(), TrainEvent::Metrics(_)) {}
+    h.send(train::Control::Pause);
+    while !matches!(next(), TrainEvent::Paused { .. }) {}
+    h.send(train::Control::Resume);
+    while !matches!(next(), TrainEvent::Resumed { .. }) {}
+    h.send(train::Control::Stop);
+    let stopped_at = loop {
+        if let TrainEvent::Stopped { iteration } = next() {
+            break iteration;
+        }
+    };
+    h.join();
+    assert!((1..500).contains(&stopped_at));
+    let metrics = RunDir::read_metrics(&s.root.join("ctl")).unwrap();
+    assert_eq!(metrics.last().unwrap().iteration, stopped_at);
+    let mut more = RunDir::read_config(&s.root.join("ctl")).unwrap();
+    more.iterations = stopped_at + 2;
+    let events = run(more, true);
+    assert_eq!(failure(&events), None);
+    assert!(events.iter().any(
+        |e| matches!(e, TrainEvent::Started { resumed_from: Some(f), .. } if *f == stopped_at)
+    ));
 }

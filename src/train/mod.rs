@@ -333,45 +333,35 @@ pub fn run(
         })
     };
     for iter in start_iter + 1..=cfg.iterations {
-        match control.try_recv() {
-            Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
-                let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-                let path = save(iter - 1, position, &adam, elapsed)?;
-                let _ = events.send(TrainEvent::Checkpoint {
-                    iteration: iter - 1,
-                    path,
-                });
-                let _ = events.send(TrainEvent::Stopped {
-                    iteration: iter - 1,
-                });
-                return Ok(cfg.run_dir.clone());
-            }
+        // Pausing blocks here until the next message; anything but Resume stops.
+        let stop = match control.try_recv() {
+            Ok(Control::Stop) | Err(TryRecvError::Disconnected) => true,
             Ok(Control::Pause) => {
                 let _ = events.send(TrainEvent::Paused {
                     iteration: iter - 1,
                 });
-                match control.recv() {
-                    Ok(Control::Resume) => {
-                        let _ = events.send(TrainEvent::Resumed {
-                            iteration: iter - 1,
-                        });
-                        window = (Instant::now(), iter - 1);
-                    }
-                    _ => {
-                        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-                        let path = save(iter - 1, position, &adam, elapsed)?;
-                        let _ = events.send(TrainEvent::Checkpoint {
-                            iteration: iter - 1,
-                            path,
-                        });
-                        let _ = events.send(TrainEvent::Stopped {
-                            iteration: iter - 1,
-                        });
-                        return Ok(cfg.run_dir.clone());
-                    }
+                let resumed = matches!(control.recv(), Ok(Control::Resume));
+                if resumed {
+                    let _ = events.send(TrainEvent::Resumed {
+                        iteration: iter - 1,
+                    });
+                    window = (Instant::now(), iter - 1);
                 }
+                !resumed
             }
-            _ => {}
+            _ => false,
+        };
+        if stop {
+            let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+            let path = save(iter - 1, position, &adam, elapsed)?;
+            let _ = events.send(TrainEvent::Checkpoint {
+                iteration: iter - 1,
+                path,
+            });
+            let _ = events.send(TrainEvent::Stopped {
+                iteration: iter - 1,
+            });
+            return Ok(cfg.run_dir.clone());
         }
         let batch = loader.next()?;
         for (path, why) in &batch.skipped {
