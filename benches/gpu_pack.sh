@@ -19,5 +19,5 @@ cp "$SHARED/reference/fast-style-transfer/expected/chicago_udnie.png" .gpu/ref/
 # Training data for a quality run (train/ only; eval/ is for measuring).
 cp -r "$SHARED/datasets/imagenet-sample-256/train" .gpu/train
 mkdir -p .gpu/styles && cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg .gpu/styles/
-cp benches/gpu_run.sh .gpu/
+cp benches/gpu_run.sh benches/torch_train_reference.py .gpu/
 du -sh .gpu

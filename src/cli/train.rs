@@ -30,7 +30,8 @@ pub struct Args {
     style_size: Option<u32>,
     #[arg(long, default_value_t = 1e5)]
     content_weight: f64,
-    #[arg(long, default_value_t = 2e6)]
+    /// Higher = more of the painting, less of the photo (2e5 keeps photos readable with the bundled VGG16).
+    #[arg(long, default_value_t = 2e5)]
     style_weight: f64,
     #[arg(long, default_value_t = 0.0)]
     tv_weight: f64,
