@@ -114,14 +114,7 @@ pub fn time_training(
         Variant::Johnson,
         VarBuilder::from_varmap(&vm, DType::F32, device),
     )?;
-    let vars = vm
-        .data()
-        .lock()
-        .expect("varmap")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut adam = Adam::new(vars, 1e-3)?;
+    let mut adam = Adam::for_varmap(&vm, 1e-3)?;
     let style = (Tensor::rand(0f32, 1f32, (1, 3, 512, 512), device)? * 255.0)?;
     let objective = Perceptual::new(Vgg16::load(vgg_path, device)?, &style, 1e5, 3e6, 0.0)?;
     let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;

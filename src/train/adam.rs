@@ -34,6 +34,18 @@ impl Adam {
         })
     }
 
+    /// Optimises every variable of `varmap`.
+    pub fn for_varmap(varmap: &candle_nn::VarMap, lr: f64) -> Result<Self> {
+        let vars = varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Self::new(vars, lr)
+    }
+
     pub fn apply(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;

@@ -266,14 +266,7 @@ pub fn run(
         Variant::Johnson,
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
     )?;
-    let vars: Vec<(String, candle_core::Var)> = varmap
-        .data()
-        .lock()
-        .expect("varmap")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut adam = adam::Adam::new(vars, cfg.lr)?;
+    let mut adam = adam::Adam::for_varmap(&varmap, cfg.lr)?;
 
     let mut start_iter = 0;
     let mut position = DataPosition::default();
