@@ -69,25 +69,43 @@ pub fn is_plain_cpu(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op()
 }
 
+/// Runs `f` on the f32 values of a CPU tensor in row-major order, without copying
+/// when the tensor is already contiguous (the common case between layers).
+pub fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => {
+            let values = cpu.as_slice::<f32>()?;
+            let (start, end) = layout
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("tensor is not contiguous".into()))?;
+            Ok(f(&values[start..end]))
+        }
+        _ => candle_core::bail!("expected a CPU tensor"),
+    }
+}
+
 /// `out[n, c, i, j] = x[n, c, rows[i], cols[j]]`: every padding and nearest-neighbour
 /// resize here is such a gather, done in one parallel pass.
 fn remap_cpu(x: &Tensor, rows: &[usize], cols: &[usize]) -> candle_core::Result<Tensor> {
     use rayon::prelude::*;
     let (n, c, h, w) = x.dims4()?;
-    let src = x.flatten_all()?.to_vec1::<f32>()?;
     let (oh, ow) = (rows.len(), cols.len());
     let mut out = vec![0f32; n * c * oh * ow];
-    out.par_chunks_mut(oh * ow)
-        .enumerate()
-        .for_each(|(p, plane)| {
-            let sp = &src[p * h * w..(p + 1) * h * w];
-            for (i, &r) in rows.iter().enumerate() {
-                let srow = &sp[r * w..(r + 1) * w];
-                for (o, &cidx) in plane[i * ow..(i + 1) * ow].iter_mut().zip(cols) {
-                    *o = srow[cidx];
+    with_cpu_f32(x, |src| {
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(p, plane)| {
+                let sp = &src[p * h * w..(p + 1) * h * w];
+                for (i, &r) in rows.iter().enumerate() {
+                    let srow = &sp[r * w..(r + 1) * w];
+                    for (o, &cidx) in plane[i * ow..(i + 1) * ow].iter_mut().zip(cols) {
+                        *o = srow[cidx];
+                    }
                 }
-            }
-        });
+            })
+    })?;
     Tensor::from_vec(out, (n, c, oh, ow), x.device())
 }
 
@@ -189,8 +207,9 @@ impl Conv {
         let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
         let mut outs = Vec::with_capacity(n);
         for i in 0..n {
-            let xi = x.get(i)?.flatten_all()?.to_vec1::<f32>()?;
-            let y = super::cpu_conv::conv2d(&xi, &weight, bias.as_deref(), shape);
+            let y = with_cpu_f32(&x.get(i)?, |xi| {
+                super::cpu_conv::conv2d(xi, &weight, bias.as_deref(), shape)
+            })?;
             outs.push(Tensor::from_vec(
                 y,
                 (1, c_out, shape.out_h(), shape.out_w()),
