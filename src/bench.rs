@@ -38,11 +38,13 @@ pub fn time_inference(
     runs: usize,
 ) -> Result<InferTiming> {
     let x = (Tensor::rand(0f32, 1f32, (1, 3, height, width), device)? * 255.0)?;
+    // Measured from before the warm-up: the allocator keeps freed buffers for reuse, so
+    // later runs would not raise the peak again.
+    let baseline = cpu_memory::reset_peak(device);
     for _ in 0..warmup {
         net.forward(&x)?;
     }
     device.synchronize()?;
-    let baseline = cpu_memory::reset_peak(device);
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let t = Instant::now();
