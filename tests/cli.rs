@@ -131,39 +131,25 @@ fn import_list_and_stylize_a_batch() {
 
     // Existing outputs are kept unless --overwrite.
     let before = std::fs::read(out_dir.join("a_udnie_test.png")).unwrap();
-    let o = atelier(d)
-        .args([
-            "stylize",
-            "--style",
-            "udnie test",
-            "--strength",
-            "0.5",
-            "-o",
-        ])
-        .arg(out_dir.join("a_udnie_test.png"))
-        .arg(photos.join("a.png"))
-        .output()
-        .unwrap();
+    let restyle = |overwrite: bool| {
+        let mut c = atelier(d);
+        c.args(["stylize", "--style", "udnie test", "--strength", "0.5"]);
+        if overwrite {
+            c.arg("--overwrite");
+        }
+        c.arg("-o")
+            .arg(out_dir.join("a_udnie_test.png"))
+            .arg(photos.join("a.png"));
+        c.output().unwrap()
+    };
+    let o = restyle(false);
     assert!(!o.status.success());
     assert!(text(&o).contains("--overwrite"), "{}", text(&o));
     assert_eq!(
         std::fs::read(out_dir.join("a_udnie_test.png")).unwrap(),
         before
     );
-    let o = atelier(d)
-        .args([
-            "stylize",
-            "--style",
-            "udnie test",
-            "--strength",
-            "0.5",
-            "--overwrite",
-            "-o",
-        ])
-        .arg(out_dir.join("a_udnie_test.png"))
-        .arg(photos.join("a.png"))
-        .output()
-        .unwrap();
+    let o = restyle(true);
     assert!(o.status.success(), "{}", text(&o));
     assert_ne!(
         std::fs::read(out_dir.join("a_udnie_test.png")).unwrap(),

@@ -58,14 +58,18 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
     out
 }
 
-/// Rows of output per band so that one band's working set is around `bytes_per_band`.
-fn band_rows(bytes_per_row: usize, total_rows: usize) -> usize {
+/// Splits `total_rows` output rows into `[y0, y1)` bands whose working set is about
+/// 1 MB (`bytes_per_row` each), with at least a few bands per thread so the pool stays busy.
+fn bands(bytes_per_row: usize, total_rows: usize) -> Vec<(usize, usize)> {
     const TARGET: usize = 1 << 20;
     let threads = rayon::current_num_threads().max(1);
     let by_cache = (TARGET / bytes_per_row.max(1)).max(1);
-    // At least a few bands per thread so the pool stays busy.
     let by_parallelism = total_rows.div_ceil(4 * threads).max(1);
-    by_cache.min(by_parallelism).max(1)
+    let rows = by_cache.min(by_parallelism).max(1);
+    (0..total_rows)
+        .step_by(rows)
+        .map(|y| (y, (y + rows).min(total_rows)))
+        .collect()
 }
 
 /// Per-tap GEMMs over shifted views; stride 1 only.
@@ -82,14 +86,9 @@ fn conv_shifted(x: &[f32], weight: &[f32], out: &mut [f32], s: ConvShape) {
             }
         }
     }
-    let rows = band_rows(s.c_out * s.w * 4, oh);
-    let bands: Vec<(usize, usize)> = (0..oh)
-        .step_by(rows)
-        .map(|y| (y, (y + rows).min(oh)))
-        .collect();
-    let results: Vec<(usize, Vec<f32>)> = bands
-        .par_iter()
-        .map(|&(y0, y1)| {
+    let results: Vec<(usize, Vec<f32>)> = bands(s.c_out * s.w * 4, oh)
+        .into_par_iter()
+        .map(|(y0, y1)| {
             // "Wide" output: rows of width s.w, of which the first ow columns are valid.
             // The last row may stop early: columns past ow are never needed.
             let n = (y1 - y0 - 1) * s.w + ow;
@@ -134,14 +133,9 @@ fn conv_shifted(x: &[f32], weight: &[f32], out: &mut [f32], s: ConvShape) {
 fn conv_im2col(x: &[f32], weight: &[f32], out: &mut [f32], s: ConvShape) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let kk = s.c_in * s.k * s.k;
-    let rows = band_rows(kk * ow * 4, oh);
-    let bands: Vec<(usize, usize)> = (0..oh)
-        .step_by(rows)
-        .map(|y| (y, (y + rows).min(oh)))
-        .collect();
-    let results: Vec<(usize, Vec<f32>)> = bands
-        .par_iter()
-        .map(|&(y0, y1)| {
+    let results: Vec<(usize, Vec<f32>)> = bands(kk * ow * 4, oh)
+        .into_par_iter()
+        .map(|(y0, y1)| {
             let n = (y1 - y0) * ow;
             let mut col = vec![0f32; kk * n];
             for ci in 0..s.c_in {

@@ -518,6 +518,21 @@ pub fn stats_to_tensors(
     Ok((mean, var))
 }
 
+/// Largest absolute element-wise difference (for tests comparing two computations).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,15 +564,7 @@ mod tests {
         for stride in [1, 2] {
             let whole = x.conv2d(&w, 0, stride, 1, 1).unwrap();
             let banded = conv2d_in_bands(&x, &w, stride, 3000).unwrap();
-            let diff = (whole - banded)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(diff < 1e-4);
+            assert!(max_abs_diff(&whole, &banded) < 1e-4);
         }
     }
 
@@ -579,16 +586,7 @@ mod tests {
         };
         let (gx1, gw1) = grads(false);
         let (gx2, gw2) = grads(true);
-        let d = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let d = max_abs_diff;
         // Relative to the gradients' size: only the f32 summation order differs.
         let scale = |a: &Tensor| {
             a.abs()

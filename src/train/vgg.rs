@@ -194,15 +194,7 @@ mod tests {
         let x = candle_core::Var::randn(0f32, 1., (2, 3, 9, 8), &Device::Cpu).unwrap();
         let ours = max_pool_2x2(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().max_pool2d(2).unwrap();
-        let diff = (&ours - &theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(diff, 0.0);
+        assert_eq!(crate::model::layers::max_abs_diff(&ours, &theirs), 0.0);
         let g = ours.sum_all().unwrap().backward().unwrap();
         let gx = g.get(x.as_tensor()).unwrap();
         // Random inputs have one maximum per window: each window passes a gradient of exactly 1.
