@@ -36,7 +36,14 @@ fn check(model: PathBuf, content: PathBuf, expected: PathBuf, tiling: Tiling) ->
     assert_eq!(out.dimensions(), photo.dimensions());
     // fast-style-transfer's conv-transposes round odd sizes up: compare the rows we share.
     let expected = top_rows(&load_rgb(&expected).unwrap(), out.height());
-    common::psnr(&out, &expected)
+    let p = common::psnr(&out, &expected);
+    // Printed so CI logs show the margin, not just pass/fail.
+    eprintln!(
+        "{} on {} ({tiling:?}): {p:.1} dB",
+        model.display(),
+        content.display()
+    );
+    p
 }
 
 #[test]
