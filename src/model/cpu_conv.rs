@@ -228,6 +228,13 @@ struct SharedOut(*mut MaybeUninit<f32>);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    // A method, so closures capture the whole (Sync) wrapper rather than its raw field.
+    fn ptr(&self) -> *mut MaybeUninit<f32> {
+        self.0
+    }
+}
+
 /// Winograd F(2×2, 3×3): U = G g Gᵀ per filter, V = Bᵀ d B per 4×4 input patch,
 /// M = U·V as one GEMM per each of the 16 transform positions, Y = Aᵀ M A.
 fn conv_winograd(x: &[f32], weight: &[f32], out: &mut [MaybeUninit<f32>], s: ConvShape) {
@@ -359,7 +366,6 @@ fn conv_winograd(x: &[f32], weight: &[f32], out: &mut [MaybeUninit<f32>], s: Con
                     );
                 }
             }
-            let dst = dst;
             let cols = (ow - 2 * tx0).min(2 * n);
             for co in 0..c_out {
                 let me = |e: usize| &m[e * ms + co * n..][..n];
@@ -381,7 +387,7 @@ fn conv_winograd(x: &[f32], weight: &[f32], out: &mut [MaybeUninit<f32>], s: Con
                     // out and belongs to this band alone.
                     let row = unsafe {
                         std::slice::from_raw_parts_mut(
-                            dst.0.add((co * oh + oy) * ow + 2 * tx0) as *mut f32,
+                            dst.ptr().add((co * oh + oy) * ow + 2 * tx0) as *mut f32,
                             cols,
                         )
                     };
