@@ -7,54 +7,8 @@ use atelier::device::DeviceChoice;
 use atelier::model::StyleModel;
 use atelier::stylize::{Hooks, Stylizer, Tiling};
 use atelier::train::{self, run_dir::RunDir, TrainConfig, TrainEvent};
-use candle_core::{DType, Device, Tensor};
-use std::path::{Path, PathBuf};
-
-/// A VGG16-shaped network with few channels and random weights ("caffe" input).
-fn tiny_vgg(dir: &Path) -> PathBuf {
-    let layers = [
-        (0, 8),
-        (2, 8),
-        (5, 12),
-        (7, 12),
-        (10, 16),
-        (12, 16),
-        (14, 16),
-        (17, 16),
-        (19, 16),
-        (21, 16),
-    ];
-    let mut c_in = 3;
-    let mut tensors = Vec::new();
-    for (i, c_out) in layers {
-        let bound = (6.0 / (c_in * 9) as f64).sqrt();
-        let w = Tensor::rand(
-            -bound as f32,
-            bound as f32,
-            (c_out, c_in, 3, 3),
-            &Device::Cpu,
-        )
-        .unwrap();
-        tensors.push((format!("features.{i}.weight"), w));
-        tensors.push((
-            format!("features.{i}.bias"),
-            Tensor::zeros(c_out, DType::F32, &Device::Cpu).unwrap(),
-        ));
-        c_in = c_out;
-    }
-    let mut meta = std::collections::HashMap::new();
-    meta.insert(
-        "preprocess".to_string(),
-        "caffe: BGR, 0..255, minus mean".to_string(),
-    );
-    let path = dir.join("tiny-vgg.safetensors");
-    std::fs::write(
-        &path,
-        safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta)).unwrap(),
-    )
-    .unwrap();
-    path
-}
+use candle_core::Device;
+use std::path::PathBuf;
 
 struct Setup {
     _tmp: tempfile::TempDir,
@@ -89,7 +43,7 @@ fn setup() -> Setup {
     .save(&style)
     .unwrap();
     Setup {
-        vgg: tiny_vgg(&root),
+        vgg: common::tiny_vgg(&root),
         _tmp: tmp,
         root,
         style,

@@ -21,6 +21,18 @@ use std::sync::Arc;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// (app) Open this photo on start.
+    #[arg(long, value_name = "IMAGE")]
+    pub open: Option<std::path::PathBuf>,
+    /// (app) Select this style on start (a name or a model file).
+    #[arg(long, value_name = "NAME")]
+    pub style: Option<String>,
+    /// (app) Once the photo is stylised, save a screenshot of the window here and exit.
+    #[arg(long, value_name = "OUT.png")]
+    pub screenshot: Option<std::path::PathBuf>,
+    /// (app) auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceChoice>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -45,9 +57,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Train(a)) => train::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            Ok(ExitCode::SUCCESS)
+            let opts = atelier::app::AppOptions {
+                // A scripted screenshot leaves the user's saved settings alone.
+                ephemeral: cli.screenshot.is_some(),
+                open: cli.open,
+                style: cli.style,
+                screenshot: cli.screenshot,
+                device: cli.device.map(|d| d.to_string()),
+                ..Default::default()
+            };
+            Ok(if atelier::app::run(opts)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

@@ -180,12 +180,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     }
                 }
                 if !a.no_install {
-                    let dest = Registry::from_env().user_model_path(&name);
-                    match std::fs::read(&model)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|b| Ok(atelier::fsutil::write_atomic(&dest, true, &b)?))
-                    {
-                        Ok(()) => eprintln!("installed as style '{name}' ({})", dest.display()),
+                    match Registry::from_env().install(&model, &name) {
+                        Ok(dest) => eprintln!("installed as style '{name}' ({})", dest.display()),
                         Err(e) => {
                             eprintln!("warning: could not install into your style folder: {e}")
                         }

@@ -183,6 +183,37 @@ pub fn read_meta(path: &Path) -> Result<ModelMeta> {
     parse_metadata(path, &kv)
 }
 
+/// The PNG thumbnail stored in a model file, if it has one.
+pub fn read_thumbnail(path: &Path) -> Result<Option<Vec<u8>>> {
+    let bytes = read_limited(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file: {e}")))?;
+    Ok(st.tensor(THUMBNAIL_TENSOR).ok().map(|t| t.data().to_vec()))
+}
+
+/// Rewrites a model file's metadata (e.g. its display name) and leaves its tensors
+/// byte for byte as they were; the file is replaced atomically.
+pub fn update_meta(path: &Path, edit: impl FnOnce(&mut ModelMeta)) -> Result<ModelMeta> {
+    let bytes = read_limited(path)?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file: {e}")))?;
+    let mut kv = header.metadata().clone().unwrap_or_default();
+    let mut meta = parse_metadata(path, &kv)?;
+    edit(&mut meta);
+    kv.insert(
+        KEY_META.to_string(),
+        serde_json::to_string(&meta).expect("metadata serialises"),
+    );
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file: {e}")))?;
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let out = safetensors::serialize(tensors, Some(kv))
+        .map_err(|e| Error::model(path, format!("cannot serialise: {e}")))?;
+    fsutil::write_atomic(path, true, &out)?;
+    Ok(meta)
+}
+
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
     let md = std::fs::metadata(path).map_err(|e| Error::model(path, e))?;
     if md.is_dir() {

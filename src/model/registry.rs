@@ -89,6 +89,43 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Copies a trained or imported model file into the user's style folder under
+    /// `name`, replacing an older style of the same name; returns where it went.
+    pub fn install(&self, model: &Path, name: &str) -> Result<PathBuf> {
+        let dest = self.user_model_path(name);
+        let bytes = std::fs::read(model).map_err(|e| Error::model(model, e))?;
+        crate::fsutil::write_atomic(&dest, true, &bytes)?;
+        Ok(dest)
+    }
+
+    /// Gives one of the user's styles a new display name (the file keeps its place).
+    pub fn rename(&self, entry: &StyleEntry, new_name: &str) -> Result<ModelMeta> {
+        let new_name = new_name.trim();
+        if entry.origin != Origin::User {
+            return Err(Error::Invalid(format!(
+                "'{}' is a bundled style and cannot be renamed",
+                entry.meta.name
+            )));
+        }
+        if new_name.is_empty() {
+            return Err(Error::Invalid("a style needs a name".into()));
+        }
+        super::format::update_meta(&entry.path, |m| m.name = new_name.to_string())
+    }
+
+    /// Deletes one of the user's styles; bundled styles are never touched.
+    pub fn delete(&self, entry: &StyleEntry) -> Result<()> {
+        if entry.origin != Origin::User || !entry.path.starts_with(&self.user_dir) {
+            return Err(Error::Invalid(format!(
+                "'{}' is a bundled style and cannot be deleted",
+                entry.meta.name
+            )));
+        }
+        std::fs::remove_file(&entry.path).map_err(|e| Error::model(&entry.path, e))
+    }
+}
+
 /// A file-system-safe stem for a display name.
 pub fn file_stem_for(name: &str) -> String {
     let stem: String = name

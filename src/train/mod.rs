@@ -217,6 +217,29 @@ pub fn start(cfg: TrainConfig, resume: bool) -> TrainerHandle {
     }
 }
 
+/// Like [`start`], calling `wake` after every event (a UI repaint request).
+pub fn start_with_waker(
+    cfg: TrainConfig,
+    resume: bool,
+    wake: impl Fn() + Send + 'static,
+) -> TrainerHandle {
+    let mut inner = start(cfg, resume);
+    let (tx, rx) = channel();
+    let source = std::mem::replace(&mut inner.events, rx);
+    std::thread::Builder::new()
+        .name("atelier-train-events".into())
+        .spawn(move || {
+            for ev in source {
+                if tx.send(ev).is_err() {
+                    break;
+                }
+                wake();
+            }
+        })
+        .expect("spawn trainer event thread");
+    inner
+}
+
 /// The training loop; returns the final model's path (or the run dir when stopped).
 pub fn run(
     cfg: TrainConfig,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use atelier::model::{random_model, StyleModel, Variant};
+use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 
@@ -45,5 +46,51 @@ pub fn model_file(dir: &Path, variant: Variant, name: &str) -> PathBuf {
     m.meta.name = name.to_string();
     let path = dir.join(format!("{name}.safetensors"));
     m.save(&path, true, false).unwrap();
+    path
+}
+
+/// A VGG16-shaped network with few channels and random weights ("caffe" input).
+pub fn tiny_vgg(dir: &Path) -> PathBuf {
+    let layers = [
+        (0, 8),
+        (2, 8),
+        (5, 12),
+        (7, 12),
+        (10, 16),
+        (12, 16),
+        (14, 16),
+        (17, 16),
+        (19, 16),
+        (21, 16),
+    ];
+    let mut c_in = 3;
+    let mut tensors = Vec::new();
+    for (i, c_out) in layers {
+        let bound = (6.0 / (c_in * 9) as f64).sqrt();
+        let w = Tensor::rand(
+            -bound as f32,
+            bound as f32,
+            (c_out, c_in, 3, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
+        tensors.push((format!("features.{i}.weight"), w));
+        tensors.push((
+            format!("features.{i}.bias"),
+            Tensor::zeros(c_out, DType::F32, &Device::Cpu).unwrap(),
+        ));
+        c_in = c_out;
+    }
+    let mut meta = std::collections::HashMap::new();
+    meta.insert(
+        "preprocess".to_string(),
+        "caffe: BGR, 0..255, minus mean".to_string(),
+    );
+    let path = dir.join("tiny-vgg.safetensors");
+    std::fs::write(
+        &path,
+        safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta)).unwrap(),
+    )
+    .unwrap();
     path
 }

@@ -1,0 +1,65 @@
+//! The open photo and what has been made of it so far.
+
+use image::RgbImage;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct Document {
+    /// Where the photo came from; `None` when pasted.
+    pub path: Option<PathBuf>,
+    pub name: String,
+    /// Full resolution, as decoded (EXIF orientation applied).
+    pub photo: Arc<RgbImage>,
+    /// What the canvas shows: the photo scaled to fit the GPU's texture limit.
+    pub display_photo: RgbImage,
+    /// Display pixels per photo pixel.
+    pub display_scale: f32,
+    /// Display-size stylised pixels as they arrive (preview, then tiles).
+    pub styled_display: Option<RgbImage>,
+    /// The finished full-resolution result and the style that made it.
+    pub result: Option<(Arc<RgbImage>, PathBuf)>,
+    /// The request in flight, its style and how far it got.
+    pub job: Option<(u64, PathBuf)>,
+    pub progress: f32,
+    pub preview_ms: Option<f64>,
+    pub full_ms: Option<f64>,
+}
+
+impl Document {
+    pub fn new(path: Option<PathBuf>, photo: RgbImage, max_texture_side: u32) -> Self {
+        let (w, h) = photo.dimensions();
+        let (dw, dh) = super::resample::fit_within(w, h, max_texture_side);
+        let display_photo = if (dw, dh) == (w, h) {
+            photo.clone()
+        } else {
+            super::resample::bilinear(&photo, dw, dh)
+        };
+        let name = path
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pasted image".into());
+        Self {
+            path,
+            name,
+            photo: Arc::new(photo),
+            display_scale: dw as f32 / w.max(1) as f32,
+            display_photo,
+            styled_display: None,
+            result: None,
+            job: None,
+            progress: 0.0,
+            preview_ms: None,
+            full_ms: None,
+        }
+    }
+
+    pub fn display_size(&self) -> [u32; 2] {
+        [self.display_photo.width(), self.display_photo.height()]
+    }
+
+    /// True while the display holds the full-resolution tiles as they come (no scaling).
+    pub fn streams_tiles(&self) -> bool {
+        self.display_photo.dimensions() == self.photo.dimensions()
+    }
+}

@@ -1,0 +1,236 @@
+//! The stylising thread: owns the device and the loaded networks, so the UI thread
+//! never waits on candle. Requests go in over a channel; previews, finished tiles and
+//! results come back as events. A newer request cancels the one in flight.
+
+use crate::device::DeviceChoice;
+use crate::stylize::{Hooks, Stylizer, Tiling};
+use image::RgbImage;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One restyle of one photo.
+#[derive(Clone)]
+pub struct StylizeRequest {
+    pub id: u64,
+    pub photo: Arc<RgbImage>,
+    pub style: PathBuf,
+    /// Longest side of the quick first pass; `None` skips it.
+    pub preview_side: Option<u32>,
+    /// Set when a newer request replaces this one.
+    pub cancel: Arc<AtomicBool>,
+}
+
+pub enum Request {
+    Stylize(StylizeRequest),
+    /// Reopen on another device; later requests run there.
+    SetDevice(DeviceChoice),
+}
+
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// The device the worker opened (`auto` resolved), or why it fell back.
+    Device(String),
+    /// The quick low-resolution pass, already scaled up to the photo's size.
+    Preview {
+        id: u64,
+        image: RgbImage,
+        ms: f64,
+    },
+    /// A finished region of the full-resolution result at (x, y).
+    Tile {
+        id: u64,
+        x: u32,
+        y: u32,
+        image: RgbImage,
+    },
+    /// Progress of the full-resolution pass, 0..1.
+    Progress {
+        id: u64,
+        fraction: f32,
+    },
+    Done {
+        id: u64,
+        image: Arc<RgbImage>,
+        ms: f64,
+    },
+    Failed {
+        id: u64,
+        message: String,
+    },
+}
+
+/// The UI's end of the worker.
+pub struct WorkerHandle {
+    requests: Sender<Request>,
+    pub events: Receiver<WorkerEvent>,
+    current_cancel: Option<Arc<AtomicBool>>,
+}
+
+impl WorkerHandle {
+    /// Starts the thread; `wake` is called after each event so the UI repaints.
+    pub fn spawn(device: DeviceChoice, wake: impl Fn() + Send + 'static) -> Self {
+        let (req_tx, req_rx) = channel();
+        let (ev_tx, ev_rx) = channel();
+        std::thread::Builder::new()
+            .name("atelier-stylize".into())
+            .spawn(move || worker_loop(device, req_rx, ev_tx, wake))
+            .expect("spawn the stylising thread");
+        Self {
+            requests: req_tx,
+            events: ev_rx,
+            current_cancel: None,
+        }
+    }
+
+    /// Queues a restyle and cancels whatever was running.
+    pub fn stylize(
+        &mut self,
+        id: u64,
+        photo: Arc<RgbImage>,
+        style: PathBuf,
+        preview_side: Option<u32>,
+    ) {
+        self.cancel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.current_cancel = Some(cancel.clone());
+        let _ = self.requests.send(Request::Stylize(StylizeRequest {
+            id,
+            photo,
+            style,
+            preview_side,
+            cancel,
+        }));
+    }
+
+    pub fn cancel(&mut self) {
+        if let Some(c) = self.current_cancel.take() {
+            c.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_device(&mut self, device: DeviceChoice) {
+        self.cancel();
+        let _ = self.requests.send(Request::SetDevice(device));
+    }
+}
+
+fn open_device(choice: DeviceChoice, events: &Sender<WorkerEvent>) -> candle_core::Device {
+    match choice.open() {
+        Ok(d) => {
+            let _ = events.send(WorkerEvent::Device(crate::device::describe(&d)));
+            d
+        }
+        Err(e) => {
+            let _ = events.send(WorkerEvent::Device(format!("cpu ({e}; using the CPU)")));
+            candle_core::Device::Cpu
+        }
+    }
+}
+
+fn worker_loop(
+    choice: DeviceChoice,
+    requests: Receiver<Request>,
+    events: Sender<WorkerEvent>,
+    wake: impl Fn(),
+) {
+    let send = |e: WorkerEvent| {
+        let _ = events.send(e);
+        wake();
+    };
+    let mut device = open_device(choice, &events);
+    wake();
+    let mut models: HashMap<PathBuf, Stylizer> = HashMap::new();
+    while let Ok(first) = requests.recv() {
+        // Device changes apply in order; of the restyles queued, only the newest runs.
+        let mut latest = None;
+        for req in std::iter::once(first).chain(std::iter::from_fn(|| requests.try_recv().ok())) {
+            match req {
+                Request::SetDevice(c) => {
+                    models.clear();
+                    device = open_device(c, &events);
+                    wake();
+                }
+                Request::Stylize(r) => latest = Some(r),
+            }
+        }
+        let Some(r) = latest else { continue };
+        if let Err(e) = run_one(&r, &device, &mut models, &r.cancel, &send) {
+            if !matches!(e, crate::Error::Cancelled) {
+                send(WorkerEvent::Failed {
+                    id: r.id,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+fn run_one(
+    r: &StylizeRequest,
+    device: &candle_core::Device,
+    models: &mut HashMap<PathBuf, Stylizer>,
+    cancel: &AtomicBool,
+    send: &dyn Fn(WorkerEvent),
+) -> crate::Result<()> {
+    if !models.contains_key(&r.style) {
+        // A handful of styles stay loaded so switching back is instant.
+        if models.len() >= 6 {
+            models.clear();
+        }
+        models.insert(r.style.clone(), Stylizer::load(&r.style, device)?);
+    }
+    let stylizer = &models[&r.style];
+    let photo = &*r.photo;
+    let (w, h) = photo.dimensions();
+    if let Some(side) = r.preview_side.filter(|&s| w.max(h) > s + s / 4) {
+        let t = Instant::now();
+        let scale = side as f32 / w.max(h) as f32;
+        let (pw, ph) = (
+            ((w as f32 * scale).round() as u32).max(1),
+            ((h as f32 * scale).round() as u32).max(1),
+        );
+        let small = image::imageops::thumbnail(photo, pw, ph);
+        let mut hooks = Hooks {
+            cancel: Some(cancel),
+            ..Default::default()
+        };
+        let styled = stylizer.stylize_raw(&small, Tiling::Off, &mut hooks)?;
+        let image = super::resample::bilinear(&styled, w, h);
+        send(WorkerEvent::Preview {
+            id: r.id,
+            image,
+            ms: t.elapsed().as_secs_f64() * 1e3,
+        });
+    }
+    let t = Instant::now();
+    let mut on_tile = |x: u32, y: u32, img: &RgbImage| {
+        send(WorkerEvent::Tile {
+            id: r.id,
+            x,
+            y,
+            image: img.clone(),
+        })
+    };
+    let mut on_progress = |done: usize, total: usize| {
+        send(WorkerEvent::Progress {
+            id: r.id,
+            fraction: done as f32 / total.max(1) as f32,
+        })
+    };
+    let mut hooks = Hooks {
+        progress: Some(&mut on_progress),
+        tile_done: Some(&mut on_tile),
+        cancel: Some(cancel),
+    };
+    let out = stylizer.stylize_raw(photo, Tiling::Auto, &mut hooks)?;
+    send(WorkerEvent::Done {
+        id: r.id,
+        image: Arc::new(out),
+        ms: t.elapsed().as_secs_f64() * 1e3,
+    });
+    Ok(())
+}
