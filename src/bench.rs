@@ -64,6 +64,32 @@ pub fn time_inference(
     })
 }
 
+/// Median time of the app's quick preview of a `width`×`height` photo.
+pub fn time_preview(
+    variant: Variant,
+    device: &Device,
+    (width, height): (usize, usize),
+    warmup: usize,
+    runs: usize,
+) -> Result<f64> {
+    let model = crate::model::random_model(variant, "bench")?;
+    let stylizer = crate::stylize::Stylizer::new(&model, device)?;
+    let photo = image::RgbImage::from_fn(width as u32, height as u32, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
+    });
+    let side = crate::stylize::preview_side(device);
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..warmup + runs.max(1) {
+        let t = Instant::now();
+        stylizer.quick_preview(&photo, side, &mut Default::default())?;
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// Peak resident memory on Linux, via `/proc/self/status` (VmHWM), reset through
 /// `/proc/self/clear_refs` so each size is measured on its own.
 mod cpu_memory {

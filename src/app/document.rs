@@ -28,11 +28,11 @@ pub struct Document {
 impl Document {
     pub fn new(path: Option<PathBuf>, photo: RgbImage, max_texture_side: u32) -> Self {
         let (w, h) = photo.dimensions();
-        let (dw, dh) = super::resample::fit_within(w, h, max_texture_side);
+        let (dw, dh) = crate::stylize::resample::fit_within(w, h, max_texture_side);
         let display_photo = if (dw, dh) == (w, h) {
             photo.clone()
         } else {
-            super::resample::bilinear(&photo, dw, dh)
+            crate::stylize::resample::bilinear(&photo, dw, dh)
         };
         let name = path
             .as_ref()

@@ -6,7 +6,6 @@ pub mod blend_pass;
 pub mod canvas;
 pub mod document;
 pub mod gallery;
-pub mod resample;
 pub mod settings;
 pub mod training;
 pub mod worker;
@@ -219,13 +218,7 @@ impl AtelierApp {
         self.next_id += 1;
         doc.job = Some((id, style.clone()));
         doc.progress = 0.0;
-        let preview = if self.device_name.starts_with("cpu") {
-            384
-        } else {
-            768
-        };
-        self.worker
-            .stylize(id, doc.photo.clone(), style, Some(preview));
+        self.worker.stylize(id, doc.photo.clone(), style, true);
     }
 
     fn current_job(&self) -> Option<u64> {
@@ -242,7 +235,7 @@ impl AtelierApp {
                         image
                     } else {
                         let [w, h] = doc.display_size();
-                        resample::bilinear(&image, w, h)
+                        crate::stylize::resample::bilinear(&image, w, h)
                     };
                     if let Some(rs) = &self.wgpu {
                         blend_pass::write_styled(rs, 0, 0, &image);
@@ -275,7 +268,7 @@ impl AtelierApp {
                     let (_, style) = doc.job.take().expect("current job");
                     if !doc.streams_tiles() || doc.styled_display.is_none() {
                         let [w, h] = doc.display_size();
-                        let shown = resample::bilinear(&image, w, h);
+                        let shown = crate::stylize::resample::bilinear(&image, w, h);
                         if let Some(rs) = &self.wgpu {
                             blend_pass::write_styled(rs, 0, 0, &shown);
                         }

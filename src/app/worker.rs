@@ -18,8 +18,8 @@ pub struct StylizeRequest {
     pub id: u64,
     pub photo: Arc<RgbImage>,
     pub style: PathBuf,
-    /// Longest side of the quick first pass; `None` skips it.
-    pub preview_side: Option<u32>,
+    /// Show a quick low-resolution pass first (when the photo is large enough to need one).
+    pub preview: bool,
     /// Set when a newer request replaces this one.
     pub cancel: Arc<AtomicBool>,
 }
@@ -87,13 +87,7 @@ impl WorkerHandle {
     }
 
     /// Queues a restyle and cancels whatever was running.
-    pub fn stylize(
-        &mut self,
-        id: u64,
-        photo: Arc<RgbImage>,
-        style: PathBuf,
-        preview_side: Option<u32>,
-    ) {
+    pub fn stylize(&mut self, id: u64, photo: Arc<RgbImage>, style: PathBuf, preview: bool) {
         self.cancel();
         let cancel = Arc::new(AtomicBool::new(false));
         self.current_cancel = Some(cancel.clone());
@@ -101,7 +95,7 @@ impl WorkerHandle {
             id,
             photo,
             style,
-            preview_side,
+            preview,
             cancel,
         }));
     }
@@ -186,20 +180,15 @@ fn run_one(
     let stylizer = &models[&r.style];
     let photo = &*r.photo;
     let (w, h) = photo.dimensions();
-    if let Some(side) = r.preview_side.filter(|&s| w.max(h) > s + s / 4) {
+    let side = crate::stylize::preview_side(device);
+    // Worth it only when the full pass is several times the preview's work.
+    if r.preview && w.max(h) > 2 * side {
         let t = Instant::now();
-        let scale = side as f32 / w.max(h) as f32;
-        let (pw, ph) = (
-            ((w as f32 * scale).round() as u32).max(1),
-            ((h as f32 * scale).round() as u32).max(1),
-        );
-        let small = image::imageops::thumbnail(photo, pw, ph);
         let mut hooks = Hooks {
             cancel: Some(cancel),
             ..Default::default()
         };
-        let styled = stylizer.stylize_raw(&small, Tiling::Off, &mut hooks)?;
-        let image = super::resample::bilinear(&styled, w, h);
+        let image = stylizer.quick_preview(photo, side, &mut hooks)?;
         send(WorkerEvent::Preview {
             id: r.id,
             image,

@@ -27,6 +27,10 @@ pub struct Args {
     /// Loss network for the training benchmark (default: the bundled VGG16).
     #[arg(long)]
     vgg: Option<std::path::PathBuf>,
+    /// Also time the app's quick preview of a photo of this size (WxH, e.g. 4000x3000):
+    /// downscale, stylise at the preview size, scale back up.
+    #[arg(long)]
+    preview: Option<String>,
     /// Print a JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -70,6 +74,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         if let Some(m) = t.peak_mem_mb {
             json.insert(format!("peak_mem_mb_infer_{key}"), m.into());
         }
+    }
+    if let Some(p) = &a.preview {
+        let (w, h) = parse_size(p).ok_or_else(|| anyhow::anyhow!("bad size '{p}': use WxH"))?;
+        let ms = atelier::bench::time_preview(variant, &device, (w, h), a.warmup, runs)?;
+        if !a.json {
+            println!(
+                "preview {w}x{h} (stylised at {} px): median {ms:.1} ms",
+                atelier::stylize::preview_side(&device)
+            );
+        }
+        json.insert(format!("preview_ms_{w}x{h}"), ms.into());
     }
     let train_iters = a.train_iters.unwrap_or(if gpu { 300 } else { 0 });
     if train_iters > 0 {

@@ -1,6 +1,7 @@
 //! Inference: load a style once, restyle any number of images with it.
 
 pub mod blend;
+pub mod resample;
 pub mod thumbnail;
 pub mod tiling;
 
@@ -71,6 +72,16 @@ impl Hooks<'_> {
     }
 }
 
+/// Longest side of the app's quick first pass: small enough to come back within about
+/// a second on the CPU and well under 150 ms on a GPU, even for a 12-megapixel photo.
+pub fn preview_side(device: &Device) -> u32 {
+    if device.is_cpu() {
+        384
+    } else {
+        768
+    }
+}
+
 /// A style network loaded on a device, reusable across images.
 pub struct Stylizer {
     net: StyleNet,
@@ -119,6 +130,22 @@ impl Stylizer {
             opts.strength,
             opts.preserve_colors,
         ))
+    }
+
+    /// A quick look at the result: the photo scaled so its longest side is `side`,
+    /// stylised, and scaled back up to the photo's size. The app shows this while the
+    /// full-resolution pass runs.
+    pub fn quick_preview(
+        &self,
+        photo: &RgbImage,
+        side: u32,
+        hooks: &mut Hooks,
+    ) -> Result<RgbImage> {
+        let (w, h) = photo.dimensions();
+        let (pw, ph) = resample::fit_within(w, h, side.max(16));
+        let small = image::imageops::thumbnail(photo, pw, ph);
+        let styled = self.stylize_raw(&small, Tiling::Off, hooks)?;
+        Ok(resample::bilinear(&styled, w, h))
     }
 
     /// The network's own output, same size as the input.
