@@ -10,5 +10,6 @@ pub mod image_io;
 pub mod model;
 pub mod stylize;
 pub mod train;
+pub mod video;
 
 pub use error::{Error, Result};

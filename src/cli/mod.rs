@@ -5,6 +5,7 @@ mod import;
 mod models;
 mod stylize;
 mod train;
+mod video;
 
 use atelier::device::DeviceChoice;
 use clap::{Parser, Subcommand};
@@ -47,6 +48,8 @@ pub enum Command {
     Train(train::Args),
     /// Time the style network on a device.
     Bench(bench::Args),
+    /// Restyle a video (needs FFmpeg), with less flicker than frame by frame.
+    Video(video::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -56,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Models(a)) => models::run(a),
         Some(Command::Train(a)) => train::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Video(a)) => video::run(a),
         None => {
             let opts = atelier::app::AppOptions {
                 // A scripted screenshot leaves the user's saved settings alone.

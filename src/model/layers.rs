@@ -452,6 +452,52 @@ pub struct NormCtx<'a> {
     /// Checked at every norm layer so long passes stop promptly.
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     pub cancelled: bool,
+    /// Video: statistics smoothed over the frames so far (see [`TemporalStats`]).
+    pub temporal: Option<&'a mut TemporalStats>,
+}
+
+/// Instance norm recomputes its statistics on every video frame, so colours and
+/// textures jump when the content moves a little. Carried from frame to frame, this
+/// makes each layer normalise with an exponential moving average of its statistics:
+/// `stability` 0 is plain per-frame normalisation, towards 1 the statistics change
+/// ever more slowly.
+pub struct TemporalStats {
+    pub stability: f64,
+    prev: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl TemporalStats {
+    pub fn new(stability: f64) -> Self {
+        Self {
+            stability: stability.clamp(0.0, 0.999),
+            prev: Vec::new(),
+        }
+    }
+
+    /// Forgets the history (a cut to a new scene).
+    pub fn reset(&mut self) {
+        self.prev.clear();
+    }
+
+    fn mix(
+        &mut self,
+        index: usize,
+        own: (Tensor, Tensor),
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        if self.prev.len() <= index {
+            self.prev.resize(index + 1, None);
+        }
+        let s = self.stability;
+        let mixed = match &self.prev[index] {
+            Some((pm, pv)) if s > 0.0 && pm.dims() == own.0.dims() => (
+                ((&own.0 * (1.0 - s))? + (pm * s)?)?,
+                ((&own.1 * (1.0 - s))? + (pv * s)?)?,
+            ),
+            _ => own,
+        };
+        self.prev[index] = Some(mixed.clone());
+        Ok(mixed)
+    }
 }
 
 impl NormCtx<'_> {
@@ -474,6 +520,10 @@ impl NormCtx<'_> {
         }
         if let Some(stats) = self.fixed.get(index) {
             return layer.forward_with(x, Some(stats), relu).map(Some);
+        }
+        if let Some(t) = self.temporal.as_deref_mut() {
+            let stats = t.mix(index, per_image_stats(x)?)?;
+            return layer.forward_with(x, Some(&stats), relu).map(Some);
         }
         if let Some((target, region)) = self.collect {
             if target == index {

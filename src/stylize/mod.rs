@@ -5,7 +5,7 @@ pub mod resample;
 pub mod thumbnail;
 pub mod tiling;
 
-use crate::model::layers::{stats_to_tensors, NormCtx};
+use crate::model::layers::{stats_to_tensors, NormCtx, TemporalStats};
 use crate::model::{ModelMeta, StyleModel, StyleNet};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -148,6 +148,32 @@ impl Stylizer {
         Ok(resample::bilinear(&styled, w, h))
     }
 
+    /// One video frame, whole (no tiles), with instance-norm statistics smoothed over
+    /// the frames before it (`temporal` carries them from call to call).
+    pub fn stylize_frame(
+        &self,
+        frame: &RgbImage,
+        temporal: &mut TemporalStats,
+        hooks: &mut Hooks,
+    ) -> Result<RgbImage> {
+        let (w, h) = frame.dimensions();
+        if w == 0 || h == 0 {
+            return Err(Error::Invalid("cannot stylise an empty frame".into()));
+        }
+        hooks.check_cancel()?;
+        let x = image_to_tensor(frame, 0, 0, w, h, &self.device)?;
+        let mut ctx = NormCtx {
+            cancel: hooks.cancel,
+            temporal: Some(temporal),
+            ..Default::default()
+        };
+        let y = self
+            .net
+            .forward_ctx(&x, &mut ctx)?
+            .ok_or(Error::Cancelled)?;
+        tensor_to_image(&y)
+    }
+
     /// The network's own output, same size as the input.
     pub fn stylize_raw(
         &self,
@@ -222,6 +248,7 @@ impl Stylizer {
                     collected: acc.take(),
                     cancel: hooks.cancel,
                     cancelled: false,
+                    temporal: None,
                 };
                 self.net.forward_ctx(&x, &mut ctx)?;
                 if ctx.cancelled {

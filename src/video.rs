@@ -1,0 +1,401 @@
+//! Video stylisation through the system `ffmpeg`: frames are decoded to raw RGB on a
+//! pipe, stylised one by one with instance-norm statistics smoothed over time, and
+//! piped into an encoder that also takes the original's audio. The result is written
+//! to a temporary file beside the output and renamed into place only when complete.
+
+use crate::model::layers::TemporalStats;
+use crate::stylize::{blend, Hooks, Stylizer};
+use crate::{Error, Result};
+use image::RgbImage;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What ffprobe says about the first video stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoInfo {
+    pub width: u32,
+    pub height: u32,
+    /// Frame rate as ffmpeg writes it, e.g. "30000/1001".
+    pub frame_rate: String,
+    pub frames: Option<u64>,
+    pub duration_s: Option<f64>,
+    pub has_audio: bool,
+}
+
+impl VideoInfo {
+    pub fn fps(&self) -> f64 {
+        match self.frame_rate.split_once('/') {
+            Some((n, d)) => {
+                n.parse::<f64>().unwrap_or(0.0) / d.parse::<f64>().unwrap_or(1.0).max(1e-9)
+            }
+            None => self.frame_rate.parse().unwrap_or(0.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VideoOptions {
+    pub strength: f32,
+    pub preserve_colors: bool,
+    /// Scale frames so the longer side is at most this (even sizes, for the encoder).
+    pub max_side: Option<u32>,
+    /// 0: per-frame statistics (flickers); up to 1: statistics smoothed over time.
+    pub stability: f64,
+    pub overwrite: bool,
+}
+
+/// Flicker measured during a run: mean absolute difference between consecutive output
+/// frames divided by that between consecutive input frames (1 = the output changes
+/// exactly as much as the input; more = flicker added).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VideoReport {
+    pub frames: u64,
+    pub flicker_ratio: f64,
+    pub seconds: f64,
+}
+
+fn tool(name: &str) -> Result<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    found.ok_or_else(|| {
+        Error::Invalid(format!(
+            "`{name}` was not found on PATH; video needs FFmpeg (e.g. `apt install ffmpeg`, `brew install ffmpeg`)"
+        ))
+    })
+}
+
+/// Reads the first video stream's size, rate and length, and whether there is audio.
+pub fn probe(input: &Path) -> Result<VideoInfo> {
+    let ffprobe = tool("ffprobe")?;
+    if !input.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} does not exist",
+            input.display()
+        )));
+    }
+    let out = Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(input)
+        .output()
+        .map_err(|e| Error::Invalid(format!("cannot run ffprobe: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Invalid(format!(
+            "{} is not a readable video: {}",
+            input.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Invalid(format!("unexpected ffprobe output: {e}")))?;
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .ok_or_else(|| Error::Invalid(format!("{} has no video stream", input.display())))?;
+    let num = |x: &serde_json::Value| -> Option<f64> {
+        x.as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| x.as_f64())
+    };
+    let rate = |x: &serde_json::Value| x.as_str().filter(|s| *s != "0/0").map(String::from);
+    Ok(VideoInfo {
+        width: video["width"].as_u64().unwrap_or(0) as u32,
+        height: video["height"].as_u64().unwrap_or(0) as u32,
+        frame_rate: rate(&video["avg_frame_rate"])
+            .or_else(|| rate(&video["r_frame_rate"]))
+            .unwrap_or_else(|| "25/1".into()),
+        frames: num(&video["nb_frames"]).map(|f| f as u64),
+        duration_s: num(&video["duration"]).or_else(|| num(&v["format"]["duration"])),
+        has_audio: streams.iter().any(|s| s["codec_type"] == "audio"),
+    })
+}
+
+/// Output size: fits `max_side`, both sides even (yuv420p needs it).
+pub fn output_size(w: u32, h: u32, max_side: Option<u32>) -> (u32, u32) {
+    let (w, h) = match max_side {
+        Some(m) => crate::stylize::resample::fit_within(w, h, m.max(2)),
+        None => (w, h),
+    };
+    ((w / 2 * 2).max(2), (h / 2 * 2).max(2))
+}
+
+/// Kills and reaps a child process when dropped, so no ffmpeg outlives a failed run.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn encoder_args(ffmpeg: &Path, out: &Path) -> Vec<String> {
+    let has_x264 = Command::new(ffmpeg)
+        .args(["-hide_banner", "-encoders"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("libx264"))
+        .unwrap_or(false);
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut a: Vec<String> = if ext == "webm" {
+        ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "30"]
+            .map(String::from)
+            .to_vec()
+    } else if has_x264 {
+        ["-c:v", "libx264", "-crf", "18", "-preset", "medium"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        ["-c:v", "mpeg4", "-q:v", "2"].map(String::from).to_vec()
+    };
+    a.extend(["-pix_fmt", "yuv420p"].map(String::from));
+    a.extend(
+        match ext.as_str() {
+            "mkv" => ["-c:a", "copy"],
+            "webm" => ["-c:a", "libopus"],
+            _ => ["-c:a", "aac"],
+        }
+        .map(String::from),
+    );
+    a
+}
+
+/// Stylises `input` into `output`. `on_frame(done, total)` reports progress; `cancel`
+/// stops between frames and leaves no output behind.
+pub fn stylize_video(
+    stylizer: &Stylizer,
+    input: &Path,
+    output: &Path,
+    opts: &VideoOptions,
+    on_frame: &mut dyn FnMut(u64, Option<u64>),
+    cancel: Option<&AtomicBool>,
+) -> Result<VideoReport> {
+    let ffmpeg = tool("ffmpeg")?;
+    let info = probe(input)?;
+    if info.width == 0 || info.height == 0 {
+        return Err(Error::Invalid(format!(
+            "{} has no frame size",
+            input.display()
+        )));
+    }
+    if same_file(input, output) {
+        return Err(Error::Invalid(
+            "the output would replace the input video".into(),
+        ));
+    }
+    if output.exists() && !opts.overwrite {
+        return Err(Error::Invalid(format!(
+            "{} exists (pass --overwrite to replace it)",
+            output.display()
+        )));
+    }
+    let (w, h) = output_size(info.width, info.height, opts.max_side);
+    let frame_bytes = (w * h * 3) as usize;
+    let started = std::time::Instant::now();
+
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let ext = output
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mp4".into());
+    // Same folder, so the final rename is atomic; removed on any failure or cancel.
+    let tmp = tempfile::Builder::new()
+        .prefix(".atelier-video-")
+        .suffix(&format!(".{ext}"))
+        .tempfile_in(dir)
+        .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?
+        .into_temp_path();
+
+    let mut decoder = Reaped(
+        Command::new(&ffmpeg)
+            .args(["-v", "error", "-nostdin", "-i"])
+            .arg(input)
+            .args(["-map", "0:v:0", "-vf"])
+            .arg(format!("scale={w}:{h}:flags=bicubic"))
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Invalid(format!("cannot start ffmpeg: {e}")))?,
+    );
+    let mut enc_cmd = Command::new(&ffmpeg);
+    enc_cmd
+        .args([
+            "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+        ])
+        .arg("-s")
+        .arg(format!("{w}x{h}"))
+        .arg("-framerate")
+        .arg(&info.frame_rate)
+        .args(["-i", "-", "-i"])
+        .arg(input)
+        .args(["-map", "0:v:0", "-map", "1:a?", "-map_metadata", "1"])
+        .args(encoder_args(&ffmpeg, output))
+        .args(["-shortest"])
+        .arg(&*tmp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut encoder = Reaped(
+        enc_cmd
+            .spawn()
+            .map_err(|e| Error::Invalid(format!("cannot start ffmpeg: {e}")))?,
+    );
+
+    let mut reader = decoder.0.stdout.take().expect("piped stdout");
+    let mut writer = encoder.0.stdin.take().expect("piped stdin");
+    let mut temporal = TemporalStats::new(opts.stability);
+    let mut buf = vec![0u8; frame_bytes];
+    let (mut prev_in, mut prev_out): (Option<RgbImage>, Option<RgbImage>) = (None, None);
+    let (mut diff_in, mut diff_out) = (0f64, 0f64);
+    let mut frames = 0u64;
+    loop {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Cancelled);
+        }
+        match read_full(&mut reader, &mut buf) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(Error::Invalid(format!("reading decoded frames: {e}"))),
+        }
+        let frame = RgbImage::from_raw(w, h, buf.clone()).expect("buffer is one frame");
+        let mut hooks = Hooks {
+            cancel,
+            ..Default::default()
+        };
+        let styled = stylizer.stylize_frame(&frame, &mut temporal, &mut hooks)?;
+        let out = if opts.strength < 1.0 || opts.preserve_colors {
+            blend::blend(&frame, &styled, opts.strength, opts.preserve_colors)
+        } else {
+            styled
+        };
+        if let (Some(pi), Some(po)) = (&prev_in, &prev_out) {
+            diff_in += mean_abs_diff(pi, &frame);
+            diff_out += mean_abs_diff(po, &out);
+        }
+        if let Err(e) = writer.write_all(out.as_raw()) {
+            let msg = encoder_error(&mut encoder);
+            return Err(Error::Invalid(format!("the encoder stopped: {e} {msg}")));
+        }
+        prev_in = Some(frame);
+        prev_out = Some(out);
+        frames += 1;
+        on_frame(frames, info.frames);
+    }
+    drop(writer);
+    let status = encoder
+        .0
+        .wait()
+        .map_err(|e| Error::Invalid(format!("ffmpeg: {e}")))?;
+    if !status.success() {
+        let msg = encoder_error(&mut encoder);
+        return Err(Error::Invalid(format!(
+            "ffmpeg could not encode the video: {msg}"
+        )));
+    }
+    if frames == 0 {
+        return Err(Error::Invalid(format!(
+            "{} has no decodable frames",
+            input.display()
+        )));
+    }
+    if opts.overwrite {
+        tmp.persist(output)
+    } else {
+        tmp.persist_noclobber(output)
+    }
+    .map_err(|e| {
+        Error::Invalid(format!(
+            "cannot move the result to {}: {}",
+            output.display(),
+            e.error
+        ))
+    })?;
+    Ok(VideoReport {
+        frames,
+        flicker_ratio: if diff_in > 0.0 {
+            diff_out / diff_in
+        } else {
+            0.0
+        },
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn encoder_error(encoder: &mut Reaped) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = encoder.0.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s.trim().to_string()
+}
+
+/// Fills `buf` completely; `Ok(false)` at a clean end of stream.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Ok(false), // a truncated last frame is dropped
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| x.abs_diff(y) as u64)
+        .sum();
+    sum as f64 / a.as_raw().len().max(1) as f64
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_sizes_are_even_and_fit() {
+        assert_eq!(output_size(1921, 1081, None), (1920, 1080));
+        assert_eq!(output_size(3840, 2160, Some(1280)), (1280, 720));
+        assert_eq!(output_size(1, 1, None), (2, 2));
+        let i = VideoInfo {
+            width: 2,
+            height: 2,
+            frame_rate: "30000/1001".into(),
+            frames: None,
+            duration_s: None,
+            has_audio: false,
+        };
+        assert!((i.fps() - 29.97).abs() < 0.01);
+    }
+}
