@@ -122,6 +122,40 @@ pub fn probe(input: &Path) -> Result<VideoInfo> {
     })
 }
 
+/// The frame at `t_s` seconds (for scrubbing in the app), scaled to at most `max_side`.
+pub fn frame_at(input: &Path, t_s: f64, max_side: Option<u32>) -> Result<RgbImage> {
+    let ffmpeg = tool("ffmpeg")?;
+    let info = probe(input)?;
+    let (w, h) = output_size(info.width, info.height, max_side);
+    let out = Command::new(ffmpeg)
+        .args(["-v", "error", "-nostdin", "-ss"])
+        .arg(format!("{:.3}", t_s.max(0.0)))
+        .arg("-i")
+        .arg(input)
+        .args(["-map", "0:v:0", "-frames:v", "1", "-vf"])
+        .arg(format!("scale={w}:{h}:flags=bicubic"))
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .map_err(|e| Error::Invalid(format!("cannot run ffmpeg: {e}")))?;
+    RgbImage::from_raw(w, h, out.stdout).ok_or_else(|| {
+        Error::Invalid(format!(
+            "no frame at {t_s:.2} s in {}: {}",
+            input.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })
+}
+
+/// Whether a path looks like a video (by extension), for routing opened files.
+pub fn is_video_path(p: &Path) -> bool {
+    p.extension().is_some_and(|e| {
+        matches!(
+            e.to_string_lossy().to_lowercase().as_str(),
+            "mp4" | "mov" | "mkv" | "webm" | "avi" | "m4v" | "mpg" | "mpeg" | "wmv" | "flv"
+        )
+    })
+}
+
 /// Output size: fits `max_side`, both sides even (yuv420p needs it).
 pub fn output_size(w: u32, h: u32, max_side: Option<u32>) -> (u32, u32) {
     let (w, h) = match max_side {
@@ -264,6 +298,7 @@ pub fn stylize_video(
     let mut temporal = TemporalStats::new(opts.stability);
     let mut buf = vec![0u8; frame_bytes];
     let (mut prev_in, mut prev_out): (Option<RgbImage>, Option<RgbImage>) = (None, None);
+    let mut prev_styled: Option<RgbImage> = None;
     let (mut diff_in, mut diff_out) = (0f64, 0f64);
     let mut frames = 0u64;
     loop {
@@ -280,7 +315,11 @@ pub fn stylize_video(
             cancel,
             ..Default::default()
         };
-        let styled = stylizer.stylize_frame(&frame, &mut temporal, &mut hooks)?;
+        let mut styled = stylizer.stylize_frame(&frame, &mut temporal, &mut hooks)?;
+        if let (Some(pi), Some(ps)) = (&prev_in, &prev_styled) {
+            styled = settle(pi, &frame, ps, &styled, opts.stability as f32);
+        }
+        prev_styled = Some(styled.clone());
         let out = if opts.strength < 1.0 || opts.preserve_colors {
             blend::blend(&frame, &styled, opts.strength, opts.preserve_colors)
         } else {
@@ -337,6 +376,49 @@ pub fn stylize_video(
         },
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Where the input pixel barely changed since the previous frame, keep most of the
+/// previous stylised pixel: the network turns sensor noise and compression wobble
+/// into texture that shimmers, which smoothing the statistics alone does not stop.
+/// Where the input changed (motion, cuts) the new output wins, so nothing ghosts.
+pub fn settle(
+    prev_in: &RgbImage,
+    frame: &RgbImage,
+    prev_styled: &RgbImage,
+    styled: &RgbImage,
+    stability: f32,
+) -> RgbImage {
+    use rayon::prelude::*;
+    if stability <= 0.0 || prev_in.dimensions() != frame.dimensions() {
+        return styled.clone();
+    }
+    let mut out = styled.clone();
+    out.as_mut()
+        .par_chunks_mut(3 * 1024)
+        .zip(prev_in.as_raw().par_chunks(3 * 1024))
+        .zip(frame.as_raw().par_chunks(3 * 1024))
+        .zip(prev_styled.as_raw().par_chunks(3 * 1024))
+        .for_each(|(((o, a), b), p)| {
+            for (((o, a), b), p) in o
+                .chunks_exact_mut(3)
+                .zip(a.chunks_exact(3))
+                .zip(b.chunks_exact(3))
+                .zip(p.chunks_exact(3))
+            {
+                let d = (a[0].abs_diff(b[0]) as f32
+                    + a[1].abs_diff(b[1]) as f32
+                    + a[2].abs_diff(b[2]) as f32)
+                    / 3.0;
+                // Unchanged: keep `stability` of the old pixel; a change of 10 levels keeps
+                // about a third of that, 20 almost none.
+                let keep = stability * (-(d / 10.0).powi(2)).exp();
+                for c in 0..3 {
+                    o[c] = (p[c] as f32 * keep + o[c] as f32 * (1.0 - keep)).round() as u8;
+                }
+            }
+        });
+    out
 }
 
 fn encoder_error(encoder: &mut Reaped) -> String {

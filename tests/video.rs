@@ -4,7 +4,7 @@
 mod common;
 
 use atelier::model::Variant;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn ffprobe(path: &Path) -> serde_json::Value {
@@ -32,39 +32,6 @@ fn stream<'a>(v: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Va
         .find(|s| s["codec_type"] == kind)
 }
 
-/// 36 frames of 25 fps moving test pattern (odd size) with a sine tone.
-fn clip(dir: &Path) -> PathBuf {
-    let p = dir.join("clip.mp4");
-    let ok = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=99x67:rate=25",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-t",
-            "1.44",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv444p",
-            "-c:a",
-            "aac",
-            "-shortest",
-        ])
-        .arg(&p)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ffmpeg could not make the test clip");
-    p
-}
-
 fn atelier(args: &[&str], data: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_atelier"))
         .args(args)
@@ -88,7 +55,7 @@ fn flicker(stderr: &str) -> f64 {
 fn video_keeps_rate_frames_duration_and_audio_and_stability_reduces_flicker() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let input = clip(dir);
+    let input = common::video_clip(dir);
     let model = common::model_file(dir, Variant::Johnson, "vid");
     let s = model.to_str().unwrap();
     let i = input.to_str().unwrap();
@@ -183,7 +150,7 @@ fn bad_videos_and_existing_outputs_give_clear_errors_and_no_files() {
     );
     assert!(!out.exists());
 
-    let input = clip(dir);
+    let input = common::video_clip(dir);
     std::fs::write(&out, b"keep me").unwrap();
     let o = atelier(
         &[

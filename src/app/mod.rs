@@ -8,6 +8,7 @@ pub mod document;
 pub mod gallery;
 pub mod settings;
 pub mod training;
+pub mod video_panel;
 pub mod worker;
 
 use crate::image_io::{self, OutputFormat};
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use training::{TrainingOutcome, TrainingPanel};
+use video_panel::{VideoAction, VideoPanel};
 use worker::{WorkerEvent, WorkerHandle};
 
 /// Command-line options of the app (`atelier [--open IMAGE] [--style NAME] …`).
@@ -44,6 +46,7 @@ pub enum JobResult {
     Opened(Option<PathBuf>, Result<RgbImage, String>),
     Saved(Result<PathBuf, String>),
     Imported(Result<(PathBuf, String), String>),
+    VideoOpened(PathBuf, Result<crate::video::VideoInfo, String>),
 }
 
 /// A message in the status line or a notice to the user.
@@ -53,10 +56,10 @@ pub enum Notice {
     Error(String),
 }
 
-/// Export dialog state: where, and whether to replace an existing file.
+/// A save waiting for "replace the existing file?".
 struct PendingSave {
     path: PathBuf,
-    confirm_overwrite: bool,
+    video: bool,
 }
 
 pub struct AtelierApp {
@@ -65,8 +68,12 @@ pub struct AtelierApp {
     pub gallery: GalleryPanel,
     pub training: TrainingPanel,
     pub doc: Option<Document>,
+    /// Set while a video is open: its scrub bar and export.
+    pub video: Option<VideoPanel>,
+    frame_rx: Option<Receiver<crate::Result<RgbImage>>>,
     pub notice: Option<Notice>,
     pub device_name: String,
+    ctx: egui::Context,
     worker: WorkerHandle,
     jobs_tx: Sender<JobResult>,
     jobs_rx: Receiver<JobResult>,
@@ -127,8 +134,11 @@ impl AtelierApp {
             gallery,
             training,
             doc: None,
+            video: None,
+            frame_rx: None,
             notice: None,
             device_name: "starting…".into(),
+            ctx: cc.egui_ctx.clone(),
             worker,
             jobs_tx,
             jobs_rx,
@@ -178,10 +188,17 @@ impl AtelierApp {
         app
     }
 
-    /// Decodes a photo on a background thread.
+    /// Decodes a photo (or probes a video) on a background thread.
     pub fn open_path(&mut self, path: PathBuf) {
         let tx = self.jobs_tx.clone();
         self.notice = Some(Notice::Info(format!("Opening {}…", path.display())));
+        if crate::video::is_video_path(&path) {
+            std::thread::spawn(move || {
+                let r = crate::video::probe(&path).map_err(|e| e.to_string());
+                let _ = tx.send(JobResult::VideoOpened(path, r));
+            });
+            return;
+        }
         std::thread::spawn(move || {
             let r = image_io::load_rgb(&path).map_err(|e| e.to_string());
             let _ = tx.send(JobResult::Opened(Some(path), r));
@@ -193,6 +210,10 @@ impl AtelierApp {
         if let Some(p) = &path {
             self.settings.add_recent(p.clone());
         }
+        let same_size = self
+            .doc
+            .as_ref()
+            .is_some_and(|d| d.photo.dimensions() == photo.dimensions());
         let doc = Document::new(path, photo, self.max_texture_side);
         if let Some(rs) = &self.wgpu {
             blend_pass::set_photo(rs, &doc.display_photo);
@@ -202,7 +223,10 @@ impl AtelierApp {
         }
         self.notice = None;
         self.doc = Some(doc);
-        self.canvas.fit = true;
+        // Scrubbing a video keeps the view; a new photo is fitted.
+        if !same_size {
+            self.canvas.fit = true;
+        }
         self.restyle();
     }
 
@@ -298,7 +322,23 @@ impl AtelierApp {
     fn poll_jobs(&mut self, ctx: &egui::Context) {
         while let Ok(r) = self.jobs_rx.try_recv() {
             match r {
-                JobResult::Opened(path, Ok(img)) => self.set_photo(path, img, ctx),
+                JobResult::Opened(path, Ok(img)) => {
+                    self.video = None;
+                    self.frame_rx = None;
+                    self.set_photo(path, img, ctx)
+                }
+                JobResult::VideoOpened(path, Ok(info)) => {
+                    self.settings.add_recent(path.clone());
+                    let mut v = VideoPanel::new(path, info);
+                    self.frame_rx = Some(v.fetch_frame(0.0, ctx));
+                    self.video = Some(v);
+                }
+                JobResult::VideoOpened(path, Err(e)) => {
+                    self.notice = Some(Notice::Error(format!(
+                        "Could not open {}: {e}",
+                        path.display()
+                    )));
+                }
                 JobResult::Opened(path, Err(e)) => {
                     let what = path
                         .map(|p| p.display().to_string())
@@ -416,10 +456,19 @@ impl AtelierApp {
     }
 
     pub fn open_dialog(&mut self) {
-        let mut d = rfd::FileDialog::new().add_filter(
-            "Images",
-            &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
-        );
+        let mut d = rfd::FileDialog::new()
+            .add_filter(
+                "Images and videos",
+                &[
+                    "jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "mp4", "mov", "mkv",
+                    "webm", "avi", "m4v",
+                ],
+            )
+            .add_filter(
+                "Images",
+                &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
+            )
+            .add_filter("Videos", &["mp4", "mov", "mkv", "webm", "avi", "m4v"]);
         if let Some(dir) = &self.settings.last_dir {
             d = d.set_directory(dir);
         }
@@ -478,10 +527,7 @@ impl AtelierApp {
             }
         }
         if path.exists() {
-            self.pending_save = Some(PendingSave {
-                path,
-                confirm_overwrite: true,
-            });
+            self.pending_save = Some(PendingSave { path, video: false });
         } else {
             self.save_to(path, false);
         }
@@ -509,6 +555,98 @@ impl AtelierApp {
             })();
             let _ = tx.send(JobResult::Saved(r.map_err(|e| e.to_string())));
         });
+    }
+
+    fn apply_video(&mut self, action: VideoAction, ctx: &egui::Context) {
+        match action {
+            VideoAction::Seek(t) => {
+                if let Some(v) = self.video.as_mut() {
+                    self.frame_rx = Some(v.fetch_frame(t, ctx));
+                }
+            }
+            VideoAction::Export => {
+                let Some(v) = &self.video else { return };
+                if self.gallery.selected.is_none() {
+                    self.notice = Some(Notice::Error("Pick a style first.".into()));
+                    return;
+                }
+                let stem = v
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "video".into());
+                let mut d = rfd::FileDialog::new()
+                    .add_filter("MP4", &["mp4"])
+                    .add_filter("Matroska", &["mkv"])
+                    .add_filter("WebM", &["webm"])
+                    .set_file_name(format!("{stem}-styled.mp4"));
+                if let Some(dir) = v.path.parent() {
+                    d = d.set_directory(dir);
+                }
+                if let Some(p) = d.save_file() {
+                    self.request_video_export(p);
+                }
+            }
+        }
+    }
+
+    /// Exports the open video to `path`, asking first if the file exists.
+    pub fn request_video_export(&mut self, path: PathBuf) {
+        if path.exists() {
+            self.pending_save = Some(PendingSave { path, video: true });
+        } else {
+            self.export_video_to(path, false);
+        }
+    }
+
+    fn export_video_to(&mut self, path: PathBuf, overwrite: bool) {
+        let (Some(v), Some(style)) = (self.video.as_mut(), self.gallery.selected.clone()) else {
+            return;
+        };
+        let opts = crate::video::VideoOptions {
+            strength: self.settings.strength,
+            preserve_colors: self.settings.preserve_colors,
+            max_side: None,
+            stability: 0.9,
+            overwrite,
+        };
+        self.notice = Some(Notice::Info(format!("Exporting {}…", path.display())));
+        v.start_export(style, path, self.settings.device_choice(), opts, &self.ctx);
+    }
+
+    fn poll_video(&mut self, ctx: &egui::Context) {
+        if let Some(rx) = &self.frame_rx {
+            if let Ok(r) = rx.try_recv() {
+                self.frame_rx = None;
+                let Some(v) = self.video.as_mut() else { return };
+                v.fetching = false;
+                match r {
+                    Ok(frame) => {
+                        let path = Some(v.path.clone());
+                        self.set_photo(path, frame, ctx);
+                        if let (Some(d), Some(v)) = (self.doc.as_mut(), &self.video) {
+                            d.name = format!("{} @ {:.2} s", d.name, v.time_s);
+                        }
+                    }
+                    Err(e) => self.notice = Some(Notice::Error(e.to_string())),
+                }
+            }
+        }
+        if let Some((out, r)) = self.video.as_mut().and_then(|v| v.poll_export()) {
+            self.notice = Some(match r {
+                Ok(rep) => Notice::Info(format!(
+                    "Exported {} frames to {} ({:.1} frames/s, flicker ratio {:.2})",
+                    rep.frames,
+                    out.display(),
+                    rep.frames as f64 / rep.seconds.max(1e-9),
+                    rep.flicker_ratio
+                )),
+                Err(crate::Error::Cancelled) => {
+                    Notice::Info("Export cancelled; nothing was written.".into())
+                }
+                Err(e) => Notice::Error(format!("Export failed: {e}")),
+            });
+        }
     }
 
     fn apply_gallery(&mut self, actions: Vec<GalleryAction>, ctx: &egui::Context) {
@@ -741,10 +879,7 @@ impl AtelierApp {
 
     fn overwrite_modal(&mut self, ctx: &egui::Context) {
         let Some(p) = &self.pending_save else { return };
-        if !p.confirm_overwrite {
-            return;
-        }
-        let path = p.path.clone();
+        let (path, video) = (p.path.clone(), p.video);
         let mut decision = None;
         egui::Modal::new(egui::Id::unique("atelier-overwrite")).show(ctx, |ui| {
             ui.label(format!("{} exists. Replace it?", path.display()));
@@ -760,7 +895,11 @@ impl AtelierApp {
         match decision {
             Some(true) => {
                 self.pending_save = None;
-                self.save_to(path, true);
+                if video {
+                    self.export_video_to(path, true);
+                } else {
+                    self.save_to(path, true);
+                }
             }
             Some(false) => self.pending_save = None,
             None => {}
@@ -842,6 +981,7 @@ impl eframe::App for AtelierApp {
                 }
             }
         }
+        self.poll_video(ctx);
         self.handle_dropped(ctx);
         self.update_fallback(ctx);
     }
@@ -851,6 +991,12 @@ impl eframe::App for AtelierApp {
         let show_original = self.shortcuts(&ctx);
         egui::Panel::top("toolbar").show(ui, |ui| self.toolbar(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_line(ui));
+        if let Some(v) = self.video.as_mut() {
+            let action = egui::Panel::bottom("video").show(ui, |ui| v.ui(ui)).inner;
+            if let Some(a) = action {
+                self.apply_video(a, &ctx);
+            }
+        }
         if self.settings.show_gallery {
             let actions = egui::Panel::right("gallery")
                 .resizable(true)

@@ -94,3 +94,36 @@ pub fn tiny_vgg(dir: &Path) -> PathBuf {
     .unwrap();
     path
 }
+
+/// A short clip made with FFmpeg: moving test pattern (odd size), 25 fps, a sine tone.
+pub fn video_clip(dir: &Path) -> PathBuf {
+    let p = dir.join("clip.mp4");
+    let ok = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=99x67:rate=25",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-t",
+            "1.44",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&p)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ffmpeg could not make the test clip");
+    p
+}
