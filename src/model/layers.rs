@@ -236,13 +236,19 @@ impl Module for Conv {
 /// Largest im2col buffer one conv call may ask the device for.
 const IM2COL_BUDGET_BYTES: usize = 512 << 20;
 
-/// An unpadded conv that splits the output into bands of rows when candle's im2col
-/// buffer would be large (a 9×9 conv over 32 channels needs 10 kB per output pixel:
-/// 86 GB at 4K). Differentiable, so training uses it too.
+/// An unpadded conv for any device; differentiable, so training uses it too.
+///
+/// On CUDA builds with cuDNN it is [`super::gpu_conv::conv2d`] (cuDNN forward and backward
+/// passes). Otherwise it is candle's conv2d, split on GPUs into bands of rows when candle's
+/// im2col buffer would be large (a 9×9 conv over 32 channels needs 10 kB per output pixel:
+/// 86 GB at 4K).
 pub fn conv2d_banded(x: &Tensor, w: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() {
         // candle's CPU conv already works in small tiles.
         return x.conv2d(w, 0, stride, 1, 1);
+    }
+    if super::gpu_conv::available(x, w) {
+        return super::gpu_conv::conv2d(x, w, stride, 0);
     }
     conv2d_in_bands(x, w, stride, IM2COL_BUDGET_BYTES)
 }

@@ -3,6 +3,7 @@
 pub mod cpu_conv;
 pub mod format;
 pub mod fst;
+pub mod gpu_conv;
 pub mod import;
 pub mod johnson;
 pub mod layers;
