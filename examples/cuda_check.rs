@@ -1,13 +1,15 @@
 //! Checks atelier's CUDA ops against candle's CPU compositions in f64: the cuDNN conv
-//! (`atelier::model::gpu_conv`), its output and the gradients of every input, at the
-//! networks' shapes.
+//! (`atelier::model::gpu_conv`) and the fused kernels (`atelier::model::cuda_ops`: reflection
+//! padding and upsampling, instance norm + ReLU, VGG16's bias + ReLU and max pooling), their
+//! outputs and the gradients of every input, at the networks' shapes.
 //! Run on the GPU machine (a `--features cudnn` build):
 //!   cargo build --release --features cudnn --example cuda_check
 //!   ./cuda_check            (ATELIER_TF32=0 for full f32 convolutions)
 //! Prints each error relative to the reference's largest magnitude; exits non-zero when one
 //! exceeds 1e-2 (TF32 keeps 10 mantissa bits: expect ~1e-3; f32 math: ~1e-6).
 use atelier::device::DeviceChoice;
-use atelier::model::gpu_conv;
+use atelier::model::{gpu_conv, layers};
+use atelier::train::vgg::max_pool_2x2;
 use candle_core::{DType, Device, Tensor, Var};
 
 fn rel_err(a: &Tensor, reference: &Tensor) -> f64 {
@@ -104,9 +106,71 @@ fn main() {
             compare(&dev, &[randn(&x, 1., 0.), randn(&w, 0.1, 0.)], &conv),
         );
     }
+    report(
+        "reflect pad 4",
+        compare(&dev, &[randn(&[2, 32, 20, 18], 1., 0.)], &|t| {
+            layers::reflect_pad(&t[0], 4).unwrap()
+        }),
+    );
+    report(
+        "upsample x2 + reflect pad 1",
+        compare(&dev, &[randn(&[2, 16, 9, 11], 1., 0.)], &|t| {
+            layers::upsample2_reflect_pad(&t[0], 1).unwrap()
+        }),
+    );
+    report(
+        "max pool 2x2 (odd sizes)",
+        compare(&dev, &[randn(&[2, 8, 9, 11], 1., 0.)], &|t| {
+            max_pool_2x2(&t[0]).unwrap()
+        }),
+    );
+    report(
+        "bias + relu",
+        compare(
+            &dev,
+            &[randn(&[2, 8, 7, 6], 1., 0.), randn(&[8], 1., 0.)],
+            &|t| {
+                if t[0].device().is_cpu() {
+                    t[0].broadcast_add(&t[1].reshape((1, 8, 1, 1)).unwrap())
+                        .unwrap()
+                        .relu()
+                        .unwrap()
+                } else {
+                    atelier::model::cuda_ops::bias_relu(&t[0], &t[1]).unwrap()
+                }
+            },
+        ),
+    );
+    for (dims, relu) in [
+        ([2, 16, 12, 10], true),
+        ([2, 16, 12, 10], false),
+        ([1, 4, 80, 70], true),
+    ] {
+        let c = dims[1];
+        report(
+            &format!("instance norm {dims:?} relu {relu}"),
+            compare(
+                &dev,
+                &[
+                    randn(&dims, 3., 5.),
+                    randn(&[c], 0.5, 1.),
+                    randn(&[c], 0.5, 0.),
+                ],
+                &|t| {
+                    let norm = layers::InstanceNorm {
+                        weight: t[1].clone(),
+                        bias: t[2].clone(),
+                        eps: 1e-5,
+                    };
+                    norm.forward_with(&t[0], None, relu).unwrap()
+                },
+            ),
+        );
+    }
     println!(
-        "worst relative error {worst:.2e} (tf32 {})",
-        atelier::device::tf32_enabled()
+        "worst relative error {worst:.2e} (tf32 {}, fused ops {})",
+        atelier::device::tf32_enabled(),
+        std::env::var("ATELIER_FUSED").map_or(true, |v| v != "0")
     );
     if worst > 1e-2 {
         std::process::exit(1);

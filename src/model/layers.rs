@@ -15,6 +15,9 @@ pub fn reflect_pad(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
     if pad == 0 {
         return Ok(x.clone());
     }
+    if super::cuda_ops::available(x) {
+        return super::cuda_ops::remap(x, pad, 1);
+    }
     let (_, _, h, w) = x.dims4()?;
     if is_plain_cpu(x) {
         return remap_cpu(x, &reflect_map(h, pad)?, &reflect_map(w, pad)?);
@@ -49,6 +52,9 @@ fn reflect_map(n: usize, pad: usize) -> candle_core::Result<Vec<usize>> {
 
 /// Nearest ×2 upsampling followed by reflection padding, as one copy.
 pub fn upsample2_reflect_pad(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
+    if super::cuda_ops::available(x) {
+        return super::cuda_ops::remap(x, pad, 2);
+    }
     let (_, _, h, w) = x.dims4()?;
     if is_plain_cpu(x) {
         let rows: Vec<usize> = reflect_map(2 * h, pad)?
@@ -308,6 +314,13 @@ impl InstanceNorm {
     ) -> candle_core::Result<Tensor> {
         if is_plain_cpu(x) && !self.weight.track_op() {
             return self.forward_cpu(x, fixed, relu);
+        }
+        if fixed.is_none()
+            && super::cuda_ops::available(x)
+            && self.weight.dtype() == DType::F32
+            && self.bias.dtype() == DType::F32
+        {
+            return super::cuda_ops::instance_norm(x, &self.weight, &self.bias, self.eps, relu);
         }
         let y = match fixed {
             Some((mean, var)) => self.apply(x, mean, var)?,

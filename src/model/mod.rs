@@ -1,6 +1,7 @@
 //! Style networks, their file format and importers.
 
 pub mod cpu_conv;
+pub mod cuda_ops;
 pub mod format;
 pub mod fst;
 pub mod gpu_conv;

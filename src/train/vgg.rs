@@ -156,7 +156,7 @@ impl Vgg16 {
         };
         let mut x = x.broadcast_mul(&self.scale)?.broadcast_sub(&self.shift)?;
         let mut out = Vec::with_capacity(taps);
-        use crate::model::gpu_conv;
+        use crate::model::{cuda_ops, gpu_conv};
         for ((w, b, pool), (idx, _)) in self.convs.iter().zip(LAYERS) {
             let y = if gpu_conv::available(&x, w) {
                 // cuDNN pads inside the conv: no padded copies forward or backward.
@@ -168,7 +168,11 @@ impl Vgg16 {
                     1,
                 )?
             };
-            x = y.broadcast_add(b)?.relu()?;
+            x = if cuda_ops::available(&y) {
+                cuda_ops::bias_relu(&y, b)?
+            } else {
+                y.broadcast_add(b)?.relu()?
+            };
             if TAPS.contains(&idx) {
                 out.push(x.clone());
                 if out.len() == taps {
@@ -176,7 +180,11 @@ impl Vgg16 {
                 }
             }
             if *pool {
-                x = max_pool_2x2(&x)?;
+                x = if cuda_ops::available(&x) {
+                    cuda_ops::max_pool2(&x)?
+                } else {
+                    max_pool_2x2(&x)?
+                };
             }
         }
         Ok(out)
