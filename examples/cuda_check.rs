@@ -167,6 +167,41 @@ fn main() {
             ),
         );
     }
+    // Adam: three steps with the same gradients, CPU composed update in f64 vs the CUDA one.
+    {
+        let p0 = randn(&[64, 32, 3, 3], 0.1, 0.);
+        let grads: Vec<Tensor> = (0..3).map(|_| randn(&[64, 32, 3, 3], 1e-3, 0.)).collect();
+        let run = |d: &Device, dtype: DType| {
+            let p = Var::from_tensor(&p0.to_dtype(dtype).unwrap().to_device(d).unwrap()).unwrap();
+            let mut adam =
+                atelier::train::adam::Adam::new(vec![("w".into(), p.clone())], 1e-3).unwrap();
+            for g in &grads {
+                // A loss whose gradient with respect to p is g.
+                let g = g.to_dtype(dtype).unwrap().to_device(d).unwrap();
+                let gs = p
+                    .as_tensor()
+                    .mul(&g)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                adam.apply(&gs).unwrap();
+            }
+            p.as_tensor().clone()
+        };
+        let reference = run(&Device::Cpu, DType::F64);
+        let moved = (&reference - &p0).unwrap();
+        let gpu = run(&dev, DType::F32);
+        let moved_gpu = (gpu
+            .to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            - &p0)
+            .unwrap();
+        report("adam, 3 steps (update)", vec![rel_err(&moved_gpu, &moved)]);
+    }
     println!(
         "worst relative error {worst:.2e} (tf32 {}, fused ops {})",
         atelier::device::tf32_enabled(),
