@@ -4,20 +4,32 @@
 # run reads. Then call the device tool's `run` with carry [".gpu"] and the command
 #   bash .gpu/gpu_run.sh
 # Usage: benches/gpu_pack.sh [SHARED_DIR]   (default ../shared)
+#   BIN=...       the build to run (default target/cuda/release/atelier)
+#   CHECK_BIN=... the cuda_check example (default target/cuda/release/examples/cuda_check,
+#                 packed when present; `convcheck` step of gpu_run.sh)
+#   BASE_BIN=...  an older build to bench in the same call (`BASE=1` in gpu_run.sh)
+#   TRAIN_DATA=0  leave out the training images
+# The cuDNN build (the fast one):
+#   source ../shared/gpu/cuda-toolchain.sh && export CUDNN_LIB=$(bash benches/cudnn_stub.sh)
+#   cargo build --release --features cudnn --target-dir target/cuda --bin atelier --example cuda_check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=$(cd "${1:-../shared}" && pwd)
-BIN=target/cuda/release/atelier
+BIN=${BIN:-target/cuda/release/atelier}
+CHECK_BIN=${CHECK_BIN:-target/cuda/release/examples/cuda_check}
 [ -x "$BIN" ] || { echo "build first: source $SHARED/gpu/cuda-toolchain.sh && cargo build --release --features cuda --target-dir target/cuda" >&2; exit 1; }
 rm -rf .gpu && mkdir -p .gpu/ref
 xz -T2 -6 -c "$BIN" > .gpu/atelier.xz
+if [ -x "$CHECK_BIN" ]; then xz -T2 -6 -c "$CHECK_BIN" > .gpu/cuda_check.xz; fi
+if [ -n "${BASE_BIN:-}" ]; then xz -T2 -6 -c "$BASE_BIN" > .gpu/atelier-base.xz; fi
 cp "$SHARED/bench/pytorch_reference.py" .gpu/
 # The VGG16 travels with the working tree (models/).
 cp -r "$SHARED/reference/fast-style-transfer/checkpoints/udnie" .gpu/ref/udnie
 cp "$SHARED/reference/fast-style-transfer/content/chicago.png" .gpu/ref/
 cp "$SHARED/reference/fast-style-transfer/expected/chicago_udnie.png" .gpu/ref/
-# Training data for a quality run (train/ only; eval/ is for measuring).
-cp -r "$SHARED/datasets/imagenet-sample-256/train" .gpu/train
+# Training data for a quality run (train/ only; eval/ is for measuring); TRAIN_DATA=0 leaves
+# it out when the run needs no `train` step (the working tree + .gpu must stay under 64 MiB).
+if [ "${TRAIN_DATA:-1}" != 0 ]; then cp -r "$SHARED/datasets/imagenet-sample-256/train" .gpu/train; fi
 mkdir -p .gpu/styles && cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg .gpu/styles/
 cp benches/gpu_run.sh benches/torch_train_reference.py .gpu/
 du -sh .gpu

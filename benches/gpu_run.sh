@@ -1,27 +1,69 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (see benches/gpu_pack.sh). Results go to $OUT.
-#   STEPS="check bench torch train"   which parts to run (default: check bench torch)
+# Runs on the GPU machine (see benches/gpu_pack.sh). Results go to $OUT (the device tool brings
+# back at most 8 files: gpu.txt, convcheck.txt, atelier_bench.txt, pytorch.txt and the train
+# step's model, metrics and config).
+#   STEPS="check convcheck bench torch train"   which parts to run (default: check bench torch)
+#   BENCH_VARIANTS="default ATELIER_TF32=0 ATELIER_CUDNN=0,ATELIER_TF32=0"   one bench per
+#       entry, each a comma-separated list of environment settings ("default": none)
+#   BENCH_ARGS="--train-iters 100"   extra arguments for every bench
+#   BASE=1   also bench .gpu/atelier-base.xz (an older build packed with BASE_BIN=...) first
 #   TRAIN_STYLE=starry_night TRAIN_ITERS=3000 TRAIN_ARGS="--style-weight 2e6"
 set -u
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}
+# cuDNN: the binary links libcudnn.so.9 (built with --features cudnn); use PyTorch's copy.
+CUDNN_DIR=$(python3 -c 'import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null)
+[ -e "$CUDNN_DIR/libcudnn.so.9" ] || CUDNN_DIR=$(dirname "$(find / -name 'libcudnn.so.9' -not -path '/proc/*' 2>/dev/null | head -1)")
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/nvidia/lib64:$CUDNN_DIR:${LD_LIBRARY_PATH:-}
 export ATELIER_DATA_DIR=/tmp/atelier-data
 A=/tmp/atelier
 xz -dc .gpu/atelier.xz > $A && chmod +x $A
 STEPS=${STEPS:-check bench torch}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+VGG=models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "cudnn: $CUDNN_DIR"; } | tee "$OUT/gpu.txt"
 for step in $STEPS; do
   case $step in
     check)  # the CUDA path reproduces the reference output
-      $A import .gpu/ref/udnie -o /tmp/udnie.safetensors --overwrite
-      $A stylize .gpu/ref/chicago.png --style /tmp/udnie.safetensors --device cuda -o "$OUT/chicago_udnie_cuda.png" --overwrite 2>&1 | tail -2 ;;
+      $A import .gpu/ref/udnie -o /tmp/udnie.safetensors --overwrite; mkdir -p /tmp/check
+      for v in default ATELIER_TF32=0; do
+        echo "check [$v]"
+        env $([ $v = default ] || echo "$v" | tr , ' ') $A stylize .gpu/ref/chicago.png --style /tmp/udnie.safetensors --device cuda \
+          -o "/tmp/check/chicago_udnie_cuda_${v//[=,]/_}.png" --overwrite 2>&1 | tail -2
+      done
+      python3 - /tmp/check <<'PY' 2>&1 | tee -a "$OUT/gpu.txt"
+import sys, glob, math
+import torch
+from torchvision.io import read_image, ImageReadMode
+load = lambda p: read_image(p, mode=ImageReadMode.RGB).double()
+ref = load('.gpu/ref/chicago_udnie.png')
+for p in sorted(glob.glob(sys.argv[1] + '/chicago_udnie_cuda_*.png')):
+    a = load(p)  # fast-style-transfer rounds odd sizes up: compare the rows both have
+    mse = ((a - ref[:, :a.shape[1], :a.shape[2]]) ** 2).mean().item()
+    print(p.split('/')[-1], 'PSNR %.1f dB' % (10 * math.log10(255 ** 2 / mse) if mse > 0 else float('inf')))
+PY
+      ;;
+    convcheck)  # the cuDNN conv op against candle's CPU conv2d in f64
+      if [ -e .gpu/cuda_check.xz ]; then
+        xz -dc .gpu/cuda_check.xz > /tmp/cuda_check && chmod +x /tmp/cuda_check
+        for v in default ATELIER_TF32=0; do
+          echo "convcheck [$v]"; env $([ $v = default ] || echo "$v") /tmp/cuda_check 2>&1 | tee -a "$OUT/convcheck.txt"
+        done
+      fi ;;
     bench)
-      $A bench --device cuda --json --vgg models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors ${BENCH_ARGS:-} 2>&1 | tail -4 | tee "$OUT/atelier_bench.txt" ;;
+      if [ "${BASE:-0}" = 1 ] && [ -e .gpu/atelier-base.xz ]; then
+        xz -dc .gpu/atelier-base.xz > /tmp/atelier-base && chmod +x /tmp/atelier-base
+        echo "bench [base build]"
+        /tmp/atelier-base bench --device cuda --json --vgg $VGG ${BASE_ARGS:-${BENCH_ARGS:-}} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
+      fi
+      for v in ${BENCH_VARIANTS:-default}; do
+        echo "bench [$v]"
+        env $([ $v = default ] || echo "$v" | tr , ' ') $A bench --device cuda --json --vgg $VGG ${BENCH_ARGS:-} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
+      done ;;
     torch)
-      python3 .gpu/pytorch_reference.py --vgg models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors 2>&1 | tail -3 | tee "$OUT/pytorch.txt" ;;
+      python3 .gpu/pytorch_reference.py --vgg $VGG 2>&1 | tail -3 | tee "$OUT/pytorch.txt" ;;
     train)
       S=${TRAIN_STYLE:-starry_night}
+      rm -rf /tmp/run-$S  # a warm machine keeps /tmp between calls
       timeout ${TRAIN_TIMEOUT:-420} $A train --device cuda --style-image .gpu/styles/$S.jpg --content-dir .gpu/train --out /tmp/run-$S \
-        --name "$S" --iterations ${TRAIN_ITERS:-3000} --vgg models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors --no-install ${TRAIN_ARGS:-} 2>&1 | tr '\r' '\n' | tail -5
+        --name "$S" --iterations ${TRAIN_ITERS:-3000} --vgg $VGG --no-install ${TRAIN_ARGS:-} 2>&1 | tr '\r' '\n' | tail -5
       cp /tmp/run-$S/*.safetensors "$OUT/" 2>/dev/null; rm -f "$OUT/checkpoint.safetensors"
       cp /tmp/run-$S/metrics.jsonl "$OUT/metrics-$S.jsonl"; cp /tmp/run-$S/config.json "$OUT/config-$S.json" ;;
   esac

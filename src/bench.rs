@@ -136,16 +136,8 @@ pub fn time_training(
     warmup: usize,
     iters: usize,
 ) -> Result<f64> {
-    use crate::train::{adam::Adam, loss::Perceptual, step, vgg::Vgg16};
-    let vm = candle_nn::VarMap::new();
-    let net = StyleNet::new(
-        Variant::Johnson,
-        VarBuilder::from_varmap(&vm, DType::F32, device),
-    )?;
-    let mut adam = Adam::for_varmap(&vm, 1e-3)?;
-    let style = (Tensor::rand(0f32, 1f32, (1, 3, 512, 512), device)? * 255.0)?;
-    let objective = Perceptual::new(Vgg16::load(vgg_path, device)?, &style, 1e5, 3e6, 0.0)?;
-    let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;
+    use crate::train::step;
+    let (net, objective, mut adam, x) = training_setup(device, vgg_path, batch, size)?;
     for _ in 0..warmup {
         step(&net, &objective, &mut adam, &x)?;
     }
@@ -156,4 +148,71 @@ pub fn time_training(
     }
     device.synchronize()?;
     Ok(iters.max(1) as f64 / t.elapsed().as_secs_f64())
+}
+
+type TrainingSetup = (
+    StyleNet,
+    crate::train::loss::Perceptual,
+    crate::train::adam::Adam,
+    Tensor,
+);
+
+fn training_setup(
+    device: &Device,
+    vgg_path: &std::path::Path,
+    batch: usize,
+    size: usize,
+) -> Result<TrainingSetup> {
+    use crate::train::{adam::Adam, loss::Perceptual, vgg::Vgg16};
+    let vm = candle_nn::VarMap::new();
+    let net = StyleNet::new(
+        Variant::Johnson,
+        VarBuilder::from_varmap(&vm, DType::F32, device),
+    )?;
+    let adam = Adam::for_varmap(&vm, 1e-3)?;
+    let style = (Tensor::rand(0f32, 1f32, (1, 3, 512, 512), device)? * 255.0)?;
+    let objective = Perceptual::new(Vgg16::load(vgg_path, device)?, &style, 1e5, 3e6, 0.0)?;
+    let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;
+    Ok((net, objective, adam, x))
+}
+
+/// Mean milliseconds of each phase of a training step (style network forward, perceptual
+/// loss forward, backward, Adam), the device synchronised between phases; the phases then
+/// cannot overlap, so their sum exceeds an unsynchronised step.
+pub fn profile_training(
+    device: &Device,
+    vgg_path: &std::path::Path,
+    batch: usize,
+    size: usize,
+    iters: usize,
+) -> Result<Vec<(&'static str, f64)>> {
+    let (net, objective, mut adam, x) = training_setup(device, vgg_path, batch, size)?;
+    let mut total = [0f64; 4];
+    for i in 0..iters + 3 {
+        let mut marks = [Instant::now(); 5];
+        device.synchronize()?;
+        marks[0] = Instant::now();
+        let y = net.forward(&x)?;
+        device.synchronize()?;
+        marks[1] = Instant::now();
+        let losses = objective.compute(&x, &y)?;
+        device.synchronize()?;
+        marks[2] = Instant::now();
+        let grads = losses.total.backward()?;
+        device.synchronize()?;
+        marks[3] = Instant::now();
+        adam.apply(&grads)?;
+        device.synchronize()?;
+        marks[4] = Instant::now();
+        if i >= 3 {
+            for (t, w) in total.iter_mut().zip(marks.windows(2)) {
+                *t += (w[1] - w[0]).as_secs_f64() * 1e3;
+            }
+        }
+    }
+    let n = iters.max(1) as f64;
+    Ok(["net_forward", "loss_forward", "backward", "adam"]
+        .into_iter()
+        .zip(total.map(|t| t / n))
+        .collect())
 }

@@ -56,7 +56,10 @@ impl DeviceChoice {
                         "this build has no CUDA support; rebuild with `--features cuda`".into(),
                     ));
                 }
-                Device::new_cuda(n).map_err(|e| Error::Device(format!("cannot open cuda:{n}: {e}")))
+                let device = Device::new_cuda(n)
+                    .map_err(|e| Error::Device(format!("cannot open cuda:{n}: {e}")))?;
+                configure_cuda(&device);
+                Ok(device)
             }
             Self::Metal => {
                 if !cfg!(feature = "metal") {
@@ -69,6 +72,7 @@ impl DeviceChoice {
             Self::Auto => {
                 if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
                     if let Ok(d) = Device::new_cuda(0) {
+                        configure_cuda(&d);
                         return Ok(d);
                     }
                 }
@@ -78,6 +82,35 @@ impl DeviceChoice {
                     }
                 }
                 Ok(Device::Cpu)
+            }
+        }
+    }
+}
+
+/// Whether f32 matrix products and convolutions on CUDA may use TF32 tensor cores (10-bit
+/// mantissa inputs, f32 accumulation), as PyTorch's cuDNN convolutions do by default. On unless
+/// `ATELIER_TF32=0`.
+pub fn tf32_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ATELIER_TF32").map_or(true, |v| v != "0"))
+}
+
+/// Settings applied to every CUDA device this crate opens.
+///
+/// - TF32 for candle's f32 GEMMs (see [`tf32_enabled`]).
+/// - No CUDA events per buffer: cudarc creates two events with every allocation so that work
+///   on several of its streams can be ordered, but candle works on the per-thread default
+///   stream, for which cudarc never waits on them; creating and destroying them was pure host
+///   time on every op (`ATELIER_CUDA_EVENTS=1` keeps them).
+#[allow(unused_variables)]
+fn configure_cuda(device: &Device) {
+    #[cfg(feature = "cuda")]
+    {
+        candle_core::cuda_backend::set_gemm_reduced_precision_f32(tf32_enabled());
+        if let Device::Cuda(d) = device {
+            if std::env::var("ATELIER_CUDA_EVENTS").map_or(true, |v| v != "1") {
+                // Safety: candle creates no other cudarc stream whose work would need ordering.
+                unsafe { d.disable_event_tracking() };
             }
         }
     }

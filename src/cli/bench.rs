@@ -99,6 +99,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             println!("train batch 4, 256x256: {its:.2} it/s");
         }
         json.insert("train_it_per_s_b4_256".into(), its.into());
+        if std::env::var_os("ATELIER_PROFILE").is_some() {
+            for (phase, ms) in atelier::bench::profile_training(&device, &vgg, 4, 256, 20)? {
+                if !a.json {
+                    println!("train phase {phase}: {ms:.2} ms");
+                }
+                json.insert(format!("train_ms_{phase}"), ms.into());
+            }
+        }
     }
     println!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)

@@ -15,6 +15,9 @@ pub fn reflect_pad(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
     if pad == 0 {
         return Ok(x.clone());
     }
+    if super::cuda_ops::available(x) {
+        return super::cuda_ops::remap(x, pad, 1);
+    }
     let (_, _, h, w) = x.dims4()?;
     if is_plain_cpu(x) {
         return remap_cpu(x, &reflect_map(h, pad)?, &reflect_map(w, pad)?);
@@ -49,6 +52,9 @@ fn reflect_map(n: usize, pad: usize) -> candle_core::Result<Vec<usize>> {
 
 /// Nearest ×2 upsampling followed by reflection padding, as one copy.
 pub fn upsample2_reflect_pad(x: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
+    if super::cuda_ops::available(x) {
+        return super::cuda_ops::remap(x, pad, 2);
+    }
     let (_, _, h, w) = x.dims4()?;
     if is_plain_cpu(x) {
         let rows: Vec<usize> = reflect_map(2 * h, pad)?
@@ -236,13 +242,19 @@ impl Module for Conv {
 /// Largest im2col buffer one conv call may ask the device for.
 const IM2COL_BUDGET_BYTES: usize = 512 << 20;
 
-/// An unpadded conv that splits the output into bands of rows when candle's im2col
-/// buffer would be large (a 9×9 conv over 32 channels needs 10 kB per output pixel:
-/// 86 GB at 4K). Differentiable, so training uses it too.
+/// An unpadded conv for any device; differentiable, so training uses it too.
+///
+/// On CUDA builds with cuDNN it is [`super::gpu_conv::conv2d`] (cuDNN forward and backward
+/// passes). Otherwise it is candle's conv2d, split on GPUs into bands of rows when candle's
+/// im2col buffer would be large (a 9×9 conv over 32 channels needs 10 kB per output pixel:
+/// 86 GB at 4K).
 pub fn conv2d_banded(x: &Tensor, w: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() {
         // candle's CPU conv already works in small tiles.
         return x.conv2d(w, 0, stride, 1, 1);
+    }
+    if super::gpu_conv::available(x, w) {
+        return super::gpu_conv::conv2d(x, w, stride, 0);
     }
     conv2d_in_bands(x, w, stride, IM2COL_BUDGET_BYTES)
 }
@@ -302,6 +314,13 @@ impl InstanceNorm {
     ) -> candle_core::Result<Tensor> {
         if is_plain_cpu(x) && !self.weight.track_op() {
             return self.forward_cpu(x, fixed, relu);
+        }
+        if fixed.is_none()
+            && super::cuda_ops::available(x)
+            && self.weight.dtype() == DType::F32
+            && self.bias.dtype() == DType::F32
+        {
+            return super::cuda_ops::instance_norm(x, &self.weight, &self.bias, self.eps, relu);
         }
         let y = match fixed {
             Some((mean, var)) => self.apply(x, mean, var)?,

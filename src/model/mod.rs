@@ -1,8 +1,10 @@
 //! Style networks, their file format and importers.
 
 pub mod cpu_conv;
+pub mod cuda_ops;
 pub mod format;
 pub mod fst;
+pub mod gpu_conv;
 pub mod import;
 pub mod johnson;
 pub mod layers;

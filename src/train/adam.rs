@@ -20,8 +20,10 @@ impl Adam {
         let params = vars
             .into_iter()
             .map(|(n, v)| {
-                let z = v.as_tensor().zeros_like()?;
-                Ok((n, v, z.clone(), z))
+                // Two buffers: the CUDA update writes each moment in place.
+                let m = v.as_tensor().zeros_like()?;
+                let s = v.as_tensor().zeros_like()?;
+                Ok((n, v, m, s))
             })
             .collect::<Result<_>>()?;
         Ok(Self {
@@ -55,6 +57,18 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            if fused_enabled() && crate::model::cuda_ops::available(var.as_tensor()) {
+                crate::model::cuda_ops::adam_step(
+                    var.as_tensor(),
+                    m,
+                    v,
+                    g,
+                    (self.beta1, self.beta2, self.eps),
+                    self.lr,
+                    (c1, c2),
+                )?;
+                continue;
+            }
             // Detached: otherwise each moment keeps the whole graph of every step alive.
             let g = g.detach();
             *m = ((&*m * self.beta1)? + (&g * (1.0 - self.beta1))?)?.detach();
@@ -82,7 +96,8 @@ impl Adam {
                 state
                     .get(&k)
                     .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks '{k}'")))
-                    .and_then(|t| t.to_device(dev))
+                    // A copy of its own: the CUDA update writes moments in place.
+                    .and_then(|t| t.to_device(dev)?.copy())
             };
             *m = get(format!("adam.m.{n}"))?;
             *v = get(format!("adam.v.{n}"))?;
@@ -90,4 +105,10 @@ impl Adam {
         self.step = step;
         Ok(())
     }
+}
+
+/// The CUDA update ([`crate::model::cuda_ops::adam_step`]) unless `ATELIER_FUSED_ADAM=0`.
+fn fused_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ATELIER_FUSED_ADAM").map_or(true, |v| v != "0"))
 }

@@ -88,7 +88,8 @@ impl Perceptual {
     /// Losses of the stylised batch `y` for content batch `x`.
     pub fn compute(&self, x: &Tensor, y: &Tensor) -> Result<Losses> {
         let fy = self.vgg.features(y)?;
-        let fx = self.vgg.features(&x.detach())?;
+        // Only relu2_2 of the content batch is used.
+        let fx = self.vgg.features_upto(&x.detach(), 2)?;
         let content = (mse(&fy[1], &fx[1].detach())? * self.content_weight)?;
         let style = (style_loss(&fy, &self.style_grams)? * self.style_weight)?;
         let mut total = (&content + &style)?;

@@ -1,0 +1,302 @@
+// Fused kernels for the style network and the VGG16 loss on CUDA (see cuda_ops.rs).
+// Compiled at run time with NVRTC. NCHW f32, contiguous; `planes` = N·C.
+
+#define GRID_STRIDE(i, total) \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total); \
+         i += (long long)gridDim.x * blockDim.x)
+
+__device__ __forceinline__ int reflect(int j, int n) {
+    return j < 0 ? -j : (j >= n ? 2 * (n - 1) - j : j);
+}
+
+// y[p, i, j] = x[p, reflect(i - pad, h·up) / up, reflect(j - pad, w·up) / up]:
+// reflection padding (up = 1) or nearest ×2 upsampling then reflection padding (up = 2).
+extern "C" __global__ void remap_fwd(const float* x, float* y, long long planes, int h, int w,
+                                     int pad, int up) {
+    const int oh = h * up + 2 * pad, ow = w * up + 2 * pad;
+    GRID_STRIDE(i, planes * oh * ow) {
+        const int ox = i % ow;
+        const long long t = i / ow;
+        const int oy = t % oh;
+        const long long p = t / oh;
+        const int sy = reflect(oy - pad, h * up) / up, sx = reflect(ox - pad, w * up) / up;
+        y[i] = x[(p * h + sy) * w + sx];
+    }
+}
+
+// The output positions (along one axis) that read upsampled position j of n: itself and its
+// mirror images in the padding.
+__device__ __forceinline__ int sources(int j, int n, int pad, int* out, int k) {
+    out[k++] = j + pad;
+    if (j >= 1 && j <= pad) out[k++] = pad - j;
+    if (j >= n - 1 - pad && j <= n - 2) out[k++] = 2 * (n - 1) - j + pad;
+    return k;
+}
+
+// Gradient of remap_fwd: each input pixel sums the output gradients of every position that
+// copied it (a gather, so no atomics and a fixed summation order).
+extern "C" __global__ void remap_bwd(const float* g, float* gx, long long planes, int h, int w,
+                                     int pad, int up) {
+    const int oh = h * up + 2 * pad, ow = w * up + 2 * pad;
+    GRID_STRIDE(i, planes * h * w) {
+        const int c = i % w;
+        const long long t = i / w;
+        const int r = t % h;
+        const long long p = t / h;
+        int rows[6], cols[6];
+        int nr = 0, nc = 0;
+        for (int u = 0; u < up; ++u) {
+            nr = sources(r * up + u, h * up, pad, rows, nr);
+            nc = sources(c * up + u, w * up, pad, cols, nc);
+        }
+        const float* gp = g + p * oh * ow;
+        float acc = 0.f;
+        for (int a = 0; a < nr; ++a)
+            for (int b = 0; b < nc; ++b) acc += gp[rows[a] * ow + cols[b]];
+        gx[i] = acc;
+    }
+}
+
+// 2×2 max pooling, stride 2; odd trailing rows and columns are dropped.
+extern "C" __global__ void maxpool2_fwd(const float* x, float* y, long long planes, int h, int w) {
+    const int oh = h / 2, ow = w / 2;
+    GRID_STRIDE(i, planes * oh * ow) {
+        const int ox = i % ow;
+        const long long t = i / ow;
+        const int oy = t % oh;
+        const long long p = t / oh;
+        const float* b = x + (p * h + 2 * oy) * w + 2 * ox;
+        y[i] = fmaxf(fmaxf(b[0], b[1]), fmaxf(b[w], b[w + 1]));
+    }
+}
+
+// Gradient of maxpool2_fwd: each window's gradient goes to its first maximum (as PyTorch).
+extern "C" __global__ void maxpool2_bwd(const float* x, const float* g, float* gx,
+                                        long long planes, int h, int w) {
+    const int oh = h / 2, ow = w / 2;
+    GRID_STRIDE(i, planes * h * w) {
+        const int c = i % w;
+        const long long t = i / w;
+        const int r = t % h;
+        const long long p = t / h;
+        const int oy = r / 2, ox = c / 2;
+        float out = 0.f;
+        if (oy < oh && ox < ow) {
+            const float* b = x + (p * h + 2 * oy) * w + 2 * ox;
+            const float v[4] = {b[0], b[1], b[w], b[w + 1]};
+            const float m = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+            const int first = v[0] == m ? 0 : (v[1] == m ? 1 : (v[2] == m ? 2 : 3));
+            if ((r - 2 * oy) * 2 + (c - 2 * ox) == first) out = g[(p * oh + oy) * ow + ox];
+        }
+        gx[i] = out;
+    }
+}
+
+// y = max(x + b[c], 0).
+extern "C" __global__ void bias_relu_fwd(const float* x, const float* b, float* y,
+                                         long long total, int channels, int hw) {
+    GRID_STRIDE(i, total) {
+        const int c = (i / hw) % channels;
+        y[i] = fmaxf(x[i] + b[c], 0.f);
+    }
+}
+
+// gx = g where y > 0, else 0 (gradient of a ReLU from its output).
+extern "C" __global__ void relu_bwd(const float* y, const float* g, float* gx, long long total) {
+    GRID_STRIDE(i, total) { gx[i] = y[i] > 0.f ? g[i] : 0.f; }
+}
+
+// Sums of double values across a block; the result is valid in thread 0.
+template <int K>
+__device__ void block_sum(double (&v)[K]) {
+    __shared__ double shared[K][32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        for (int o = 16; o > 0; o /= 2) v[k] += __shfl_down_sync(0xffffffff, v[k], o);
+        if (lane == 0) shared[k][warp] = v[k];
+    }
+    __syncthreads();
+    if (warp == 0) {
+        const int warps = blockDim.x / 32;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+            v[k] = lane < warps ? shared[k][lane] : 0.0;
+            for (int o = 16; o > 0; o /= 2) v[k] += __shfl_down_sync(0xffffffff, v[k], o);
+        }
+    }
+}
+
+// Instance norm statistics: stats[p] += (Σx, Σx²) over a chunk of plane p = blockIdx.y.
+// stats must start at zero. Accumulated in double, so E[x²] − E[x]² keeps its precision.
+extern "C" __global__ void in_stats(const float* x, double* stats, int hw, int chunk) {
+    const long long p = blockIdx.y;
+    const int start = blockIdx.x * chunk, end = min(start + chunk, hw);
+    const float* xp = x + p * hw;
+    double v[2] = {0.0, 0.0};
+    for (int i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const double a = xp[i];
+        v[0] += a;
+        v[1] += a * a;
+    }
+    block_sum<2>(v);
+    if (threadIdx.x == 0) {
+        atomicAdd(&stats[2 * p], v[0]);
+        atomicAdd(&stats[2 * p + 1], v[1]);
+    }
+}
+
+// Mean and 1/sqrt(var + eps) of plane p from its sums (biased variance, as PyTorch).
+__device__ __forceinline__ void plane_moments(const double* stats, long long p, int hw, double eps,
+                                              float& mean, float& rstd) {
+    const double m = stats[2 * p] / hw;
+    const double var = fmax(stats[2 * p + 1] / hw - m * m, 0.0);
+    mean = (float)m;
+    rstd = (float)(1.0 / sqrt(var + eps));
+}
+
+// The normalised, affine value before the optional ReLU; forward and backward share it so the
+// ReLU mask recomputed in the backward pass is exactly the forward's.
+__device__ __forceinline__ float in_affine(float x, float mean, float rstd, float gamma,
+                                           float beta) {
+    return (x - mean) * rstd * gamma + beta;
+}
+
+extern "C" __global__ void in_apply(const float* x, const double* stats, const float* gamma,
+                                    const float* beta, float* y, long long total, int channels,
+                                    int hw, double eps, int relu) {
+    GRID_STRIDE(i, total) {
+        const long long p = i / hw;
+        const int c = p % channels;
+        float mean, rstd;
+        plane_moments(stats, p, hw, eps, mean, rstd);
+        const float v = in_affine(x[i], mean, rstd, gamma[c], beta[c]);
+        y[i] = relu ? fmaxf(v, 0.f) : v;
+    }
+}
+
+// Backward sums per plane: sums[p] = (Σx, Σx², Σg', Σg'·x), g' = g masked by the ReLU. The
+// statistics are recomputed here rather than kept from the forward pass. params = [γ; β].
+extern "C" __global__ void in_bwd_sums(const float* x, const float* g, const float* params,
+                                       double* sums, int channels, int hw, int chunk, double eps,
+                                       int relu) {
+    const long long p = blockIdx.y;
+    const int start = blockIdx.x * chunk, end = min(start + chunk, hw);
+    const float* xp = x + p * hw;
+    const float* gp = g + p * hw;
+    double v[2] = {0.0, 0.0};
+    for (int i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const double a = xp[i];
+        v[0] += a;
+        v[1] += a * a;
+    }
+    block_sum<2>(v);
+    // The ReLU mask needs the moments, which need every chunk: masked sums go in a second
+    // kernel when relu is set (in_bwd_masked_sums); without ReLU they are taken here.
+    double u[2] = {0.0, 0.0};
+    if (!relu) {
+        for (int i = start + threadIdx.x; i < end; i += blockDim.x) {
+            const double gg = gp[i];
+            u[0] += gg;
+            u[1] += gg * xp[i];
+        }
+    }
+    __syncthreads();
+    block_sum<2>(u);
+    if (threadIdx.x == 0) {
+        atomicAdd(&sums[4 * p], v[0]);
+        atomicAdd(&sums[4 * p + 1], v[1]);
+        if (!relu) {
+            atomicAdd(&sums[4 * p + 2], u[0]);
+            atomicAdd(&sums[4 * p + 3], u[1]);
+        }
+    }
+}
+
+__device__ __forceinline__ void plane_moments4(const double* sums, long long p, int hw, double eps,
+                                               float& mean, float& rstd) {
+    const double m = sums[4 * p] / hw;
+    const double var = fmax(sums[4 * p + 1] / hw - m * m, 0.0);
+    mean = (float)m;
+    rstd = (float)(1.0 / sqrt(var + eps));
+}
+
+// With ReLU: Σg' and Σg'·x where g' = g · [γ·x̂ + β > 0], once the moments are known.
+extern "C" __global__ void in_bwd_masked_sums(const float* x, const float* g, const float* params,
+                                              double* sums, int channels, int hw, int chunk,
+                                              double eps) {
+    const long long p = blockIdx.y;
+    const int c = p % channels;
+    const int start = blockIdx.x * chunk, end = min(start + chunk, hw);
+    const float* xp = x + p * hw;
+    const float* gp = g + p * hw;
+    float mean, rstd;
+    plane_moments4(sums, p, hw, eps, mean, rstd);
+    const float gamma = params[c], beta = params[channels + c];
+    double u[2] = {0.0, 0.0};
+    for (int i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const float a = xp[i];
+        const float gg = in_affine(a, mean, rstd, gamma, beta) > 0.f ? gp[i] : 0.f;
+        u[0] += gg;
+        u[1] += (double)gg * a;
+    }
+    block_sum<2>(u);
+    if (threadIdx.x == 0) {
+        atomicAdd(&sums[4 * p + 2], u[0]);
+        atomicAdd(&sums[4 * p + 3], u[1]);
+    }
+}
+
+// dx = γ·rstd·(g' − mean(g') − x̂·mean(g'·x̂)).
+extern "C" __global__ void in_bwd_dx(const float* x, const float* g, const float* params,
+                                     const double* sums, float* gx, long long total, int channels,
+                                     int hw, double eps, int relu) {
+    GRID_STRIDE(i, total) {
+        const long long p = i / hw;
+        const int c = p % channels;
+        float mean, rstd;
+        plane_moments4(sums, p, hw, eps, mean, rstd);
+        const float gamma = params[c], beta = params[channels + c];
+        const float a = x[i];
+        float gg = g[i];
+        if (relu && !(in_affine(a, mean, rstd, gamma, beta) > 0.f)) gg = 0.f;
+        const double sg = sums[4 * p + 2], sgx = sums[4 * p + 3];
+        const float mg = (float)(sg / hw);
+        const float mgx = (float)(rstd * (sgx - (double)mean * sg) / hw);  // mean(g'·x̂)
+        const float xhat = (a - mean) * rstd;
+        gx[i] = gamma * rstd * (gg - mg - xhat * mgx);
+    }
+}
+
+// dγ[c] = Σ_n Σ g'·x̂, dβ[c] = Σ_n Σ g', written after the `total` values of dx in out.
+extern "C" __global__ void in_bwd_params(const double* sums, float* out, long long total, int n,
+                                         int channels, int hw, double eps) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= channels) return;
+    double dgamma = 0.0, dbeta = 0.0;
+    for (int b = 0; b < n; ++b) {
+        const long long p = (long long)b * channels + c;
+        float mean, rstd;
+        plane_moments4(sums, p, hw, eps, mean, rstd);
+        const double sg = sums[4 * p + 2], sgx = sums[4 * p + 3];
+        dgamma += rstd * (sgx - (double)mean * sg);
+        dbeta += sg;
+    }
+    out[total + c] = (float)dgamma;
+    out[total + channels + c] = (float)dbeta;
+}
+
+// Adam, in place: a = β·a + (1 − β)·(square ? g² : g) (the moment estimates).
+extern "C" __global__ void adam_moment(float* a, const float* g, long long n, float beta,
+                                       int square) {
+    GRID_STRIDE(i, n) {
+        const float v = square ? g[i] * g[i] : g[i];
+        a[i] = a[i] * beta + v * (1.f - beta);
+    }
+}
+
+// Adam, in place: p −= lr · (m / c1) / (sqrt(v / c2) + eps), c1 and c2 the bias corrections.
+extern "C" __global__ void adam_update(float* p, const float* m, const float* v, long long n,
+                                       float lr, float c1, float c2, float eps) {
+    GRID_STRIDE(i, n) { p[i] -= (m[i] / c1) / (sqrtf(v[i] / c2) + eps) * lr; }
+}

@@ -1,0 +1,876 @@
+//! Fused CUDA kernels for the layers whose candle compositions cost the most launches and
+//! memory passes when training: instance norm (+ ReLU), reflection padding (with nearest ×2
+//! upsampling), VGG16's bias + ReLU and 2×2 max pooling, and the Adam update. Each is a candle
+//! custom op whose
+//! forward and backward passes are one or a few kernels (`cuda_ops.cu`, compiled at run time
+//! with NVRTC), where candle's composition runs 5–20 kernels forward and, through its autograd
+//! (which also zero-fills and adds every gradient it accumulates), several times that backward.
+//!
+//! Used only on CUDA for f32 tensors ([`available`]); `ATELIER_FUSED=0` switches back to the
+//! candle compositions. The CPU never takes these ops (their CPU passes refuse), so CPU
+//! inference and the CPU gradient tests run exactly as before; `examples/cuda_check.rs`
+//! checks them on the GPU against the CPU compositions in f64.
+
+// The ops' fields and helpers are read by their CUDA passes only.
+#![cfg_attr(not(feature = "cuda"), allow(dead_code))]
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
+
+/// Whether the fused ops run `x`: CUDA builds, a CUDA f32 tensor, not `ATELIER_FUSED=0`.
+pub fn available(x: &Tensor) -> bool {
+    cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && enabled_by_env()
+}
+
+fn enabled_by_env() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ATELIER_FUSED").map_or(true, |v| v != "0"))
+}
+
+fn cuda_only(name: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{name} runs on CUDA only"))
+}
+
+fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    l.shape().dims4()
+}
+
+/// Reflection padding by `pad` of `x` `(N, C, H, W)`, after nearest upsampling by `up` (1 or 2).
+pub fn remap(x: &Tensor, pad: usize, up: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if pad >= h * up || pad >= w * up || !(1..=2).contains(&up) {
+        candle_core::bail!(
+            "reflection padding {pad} needs a dimension larger than {}",
+            h.min(w) * up
+        );
+    }
+    x.contiguous()?.apply_op1(Remap { pad, up })
+}
+
+/// 2×2 max pooling with stride 2 of `x` `(N, C, H, W)`; gradients go to each window's first
+/// maximum.
+pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPool2)
+}
+
+/// `relu(x + b)` with `b` one value per channel of `x` `(N, C, H, W)`.
+pub fn bias_relu(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (_, c, _, _) = x.dims4()?;
+    if b.elem_count() != c || b.dtype() != DType::F32 {
+        candle_core::bail!("bias_relu: {:?} bias for {c} channels", b.dims());
+    }
+    x.contiguous()?.apply_op2(&b.contiguous()?, BiasRelu)
+}
+
+/// Instance norm with per-image statistics (biased variance) and affine `gamma`/`beta`
+/// (one value per channel, f32), then ReLU if `relu`.
+pub fn instance_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let (n, c, _, _) = x.dims4()?;
+    if gamma.elem_count() != c || beta.elem_count() != c {
+        candle_core::bail!("instance_norm: affine parameters do not have {c} channels");
+    }
+    if n * c > 65535 {
+        candle_core::bail!("instance_norm: {n}×{c} planes exceed one launch");
+    }
+    x.contiguous()?.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        InstanceNormOp { eps, relu },
+    )
+}
+
+/// One Adam step for the CUDA f32 parameter `p` with gradient `g`, updating `p` and the
+/// moment estimates `m` and `v` in place (three kernels; candle's ops take about twelve). The
+/// arithmetic is the f32 arithmetic of [`crate::train::adam::Adam`]'s composed update. `m` and
+/// `v` must not share storage with each other (candle refuses an in-place op whose operand
+/// shares the written tensor's storage, but cannot see that m and v alias).
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    p: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    (beta1, beta2, eps): (f64, f64, f64),
+    lr: f64,
+    (c1, c2): (f64, f64),
+) -> Result<()> {
+    let g = g.contiguous()?;
+    m.inplace_op2(
+        &g,
+        &AdamMoment {
+            beta: beta1,
+            square: false,
+        },
+    )?;
+    v.inplace_op2(
+        &g,
+        &AdamMoment {
+            beta: beta2,
+            square: true,
+        },
+    )?;
+    p.inplace_op3(m, v, &AdamUpdate { lr, c1, c2, eps })
+}
+
+struct AdamMoment {
+    beta: f64,
+    square: bool,
+}
+
+struct AdamUpdate {
+    lr: f64,
+    c1: f64,
+    c2: f64,
+    eps: f64,
+}
+
+impl candle_core::InplaceOp2 for AdamMoment {
+    fn name(&self) -> &'static str {
+        "atelier-adam-moment"
+    }
+    fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        gpu::adam_moment(s1, l1, s2, l2, self.beta as f32, self.square)
+    }
+}
+
+impl candle_core::InplaceOp3 for AdamUpdate {
+    fn name(&self) -> &'static str {
+        "atelier-adam-update"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<()> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let f = |v: f64| v as f32;
+        gpu::adam_update(
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            [f(self.lr), f(self.c1), f(self.c2), f(self.eps)],
+        )
+    }
+}
+
+struct Remap {
+    pad: usize,
+    up: usize,
+}
+
+struct RemapBwd {
+    pad: usize,
+    up: usize,
+    h: usize,
+    w: usize,
+}
+
+struct MaxPool2;
+struct MaxPool2Bwd;
+struct BiasRelu;
+struct ReluBwd;
+
+struct InstanceNormOp {
+    eps: f64,
+    relu: bool,
+}
+
+/// Inputs `(x, dy, [γ; β])`; output `dx` followed by `dγ` and `dβ`, flat.
+struct InstanceNormBwd {
+    eps: f64,
+    relu: bool,
+}
+
+impl CustomOp1 for Remap {
+    fn name(&self) -> &'static str {
+        "atelier-remap"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l)?;
+        let (oh, ow) = (h * self.up + 2 * self.pad, w * self.up + 2 * self.pad);
+        let out = gpu::remap(s, l, n * c, h, w, self.pad, self.up, false)?;
+        Ok((out, Shape::from((n, c, oh, ow))))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (_, _, h, w) = arg.dims4()?;
+        let op = RemapBwd {
+            pad: self.pad,
+            up: self.up,
+            h,
+            w,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+impl CustomOp1 for RemapBwd {
+    fn name(&self) -> &'static str {
+        "atelier-remap-bwd"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, _, _) = dims4(l)?;
+        let out = gpu::remap(s, l, n * c, self.h, self.w, self.pad, self.up, true)?;
+        Ok((out, Shape::from((n, c, self.h, self.w))))
+    }
+}
+
+impl CustomOp1 for MaxPool2 {
+    fn name(&self) -> &'static str {
+        "atelier-maxpool2"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l)?;
+        let out = gpu::maxpool2_fwd(s, l, n * c, h, w)?;
+        Ok((out, Shape::from((n, c, h / 2, w / 2))))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            arg.apply_op2_no_bwd(&grad.contiguous()?, &MaxPool2Bwd)?,
+        ))
+    }
+}
+
+impl CustomOp2 for MaxPool2Bwd {
+    fn name(&self) -> &'static str {
+        "atelier-maxpool2-bwd"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1)?;
+        let out = gpu::maxpool2_bwd(s1, l1, s2, l2, n * c, h, w)?;
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+impl CustomOp2 for BiasRelu {
+    fn name(&self) -> &'static str {
+        "atelier-bias-relu"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (_, c, h, w) = dims4(l1)?;
+        let out = gpu::bias_relu(s1, l1, s2, l2, c, h * w)?;
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gx = y.apply_op2_no_bwd(&grad.contiguous()?, &ReluBwd)?;
+        let gb = if b.track_op() {
+            Some(gx.sum_keepdim((0, 2, 3))?.reshape(b.shape())?)
+        } else {
+            None
+        };
+        Ok((x.track_op().then_some(gx), gb))
+    }
+}
+
+impl CustomOp2 for ReluBwd {
+    fn name(&self) -> &'static str {
+        "atelier-relu-bwd"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let out = gpu::relu_bwd(s1, l1, s2, l2)?;
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+impl CustomOp3 for InstanceNormOp {
+    fn name(&self) -> &'static str {
+        "atelier-instance-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1)?;
+        let out = gpu::instance_norm(
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            (n, c, h * w),
+            self.eps,
+            self.relu,
+        )?;
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let params = Tensor::cat(
+            &[gamma.detach().flatten_all()?, beta.detach().flatten_all()?],
+            0,
+        )?;
+        let op = InstanceNormBwd {
+            eps: self.eps,
+            relu: self.relu,
+        };
+        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, &params, &op)?;
+        let (total, c) = (x.elem_count(), gamma.elem_count());
+        let gx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+        let gg = packed.narrow(0, total, c)?.reshape(gamma.shape())?;
+        let gb = packed.narrow(0, total + c, c)?.reshape(beta.shape())?;
+        Ok((
+            x.track_op().then_some(gx),
+            gamma.track_op().then_some(gg),
+            beta.track_op().then_some(gb),
+        ))
+    }
+}
+
+impl CustomOp3 for InstanceNormBwd {
+    fn name(&self) -> &'static str {
+        "atelier-instance-norm-bwd"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1)?;
+        let out = gpu::instance_norm_bwd(
+            (s1, l1),
+            (s2, l2),
+            (s3, l3),
+            (n, c, h * w),
+            self.eps,
+            self.relu,
+        )?;
+        Ok((out, Shape::from(n * c * h * w + 2 * c)))
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+    use candle_core::cuda_backend::WrapErr;
+    use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+
+    const SRC: &str = include_str!("cuda_ops.cu");
+    const THREADS: u32 = 256;
+    /// Elements of one plane that one block of the statistics kernels reduces.
+    const CHUNK: usize = 4096;
+
+    /// The kernels' PTX, compiled once per process.
+    fn ptx() -> Result<&'static str> {
+        static PTX: std::sync::OnceLock<std::result::Result<String, String>> =
+            std::sync::OnceLock::new();
+        PTX.get_or_init(|| {
+            let opts = CompileOptions {
+                arch: Some("compute_75"),
+                ..Default::default()
+            };
+            compile_ptx_with_opts(SRC, opts)
+                .map(|p| p.to_src())
+                .map_err(|e| e.to_string())
+        })
+        .as_deref()
+        .map_err(|e| candle_core::Error::Msg(format!("compiling atelier's CUDA kernels: {e}")))
+    }
+
+    #[cfg(test)]
+    pub fn ptx_for_tests() -> Result<&'static str> {
+        ptx()
+    }
+
+    fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
+        if !l.is_contiguous() {
+            candle_core::bail!("atelier CUDA kernels need contiguous inputs");
+        }
+        Ok(s.as_cuda_slice::<f32>()?.slice(l.start_offset()..))
+    }
+
+    /// A grid-stride launch over `total` elements.
+    fn flat(total: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (
+                total.div_ceil(THREADS as usize).clamp(1, 1 << 16) as u32,
+                1,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// One block per `CHUNK` elements of each of `planes` planes of `hw` elements.
+    fn per_plane(planes: usize, hw: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (hw.div_ceil(CHUNK) as u32, planes as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    macro_rules! launch {
+        ($dev:expr, $name:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
+            let func = $dev.get_or_load_custom_func($name, "atelier_ops", ptx()?)?;
+            let mut b = func.builder();
+            $( b.arg($arg); )*
+            // Safety: the argument list matches the kernel's signature in cuda_ops.cu.
+            unsafe { b.launch($cfg) }.w()?;
+        }};
+    }
+
+    fn dev(s: &CudaStorage) -> CudaDevice {
+        s.device.clone()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn remap(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        h: usize,
+        w: usize,
+        pad: usize,
+        up: usize,
+        backward: bool,
+    ) -> Result<CudaStorage> {
+        let d = dev(s);
+        let src = view(s, l)?;
+        let total = if backward {
+            planes * h * w
+        } else {
+            planes * (h * up + 2 * pad) * (w * up + 2 * pad)
+        };
+        let out = unsafe { d.alloc::<f32>(total)? };
+        let (p, h, w, pad, up) = (planes as i64, h as i32, w as i32, pad as i32, up as i32);
+        if backward {
+            launch!(
+                d,
+                "remap_bwd",
+                flat(total),
+                &src,
+                &out,
+                &p,
+                &h,
+                &w,
+                &pad,
+                &up
+            );
+        } else {
+            launch!(
+                d,
+                "remap_fwd",
+                flat(total),
+                &src,
+                &out,
+                &p,
+                &h,
+                &w,
+                &pad,
+                &up
+            );
+        }
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    pub fn maxpool2_fwd(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<CudaStorage> {
+        let d = dev(s);
+        let src = view(s, l)?;
+        let total = planes * (h / 2) * (w / 2);
+        let out = unsafe { d.alloc::<f32>(total)? };
+        let (p, h, w) = (planes as i64, h as i32, w as i32);
+        launch!(d, "maxpool2_fwd", flat(total), &src, &out, &p, &h, &w);
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    pub fn maxpool2_bwd(
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<CudaStorage> {
+        let d = dev(s1);
+        let (x, g) = (view(s1, l1)?, view(s2, l2)?);
+        let total = planes * h * w;
+        let out = unsafe { d.alloc::<f32>(total)? };
+        let (p, h, w) = (planes as i64, h as i32, w as i32);
+        launch!(d, "maxpool2_bwd", flat(total), &x, &g, &out, &p, &h, &w);
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    pub fn bias_relu(
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        channels: usize,
+        hw: usize,
+    ) -> Result<CudaStorage> {
+        let d = dev(s1);
+        let (x, b) = (view(s1, l1)?, view(s2, l2)?);
+        let total = l1.shape().elem_count();
+        let out = unsafe { d.alloc::<f32>(total)? };
+        let (t, c, hw) = (total as i64, channels as i32, hw as i32);
+        launch!(d, "bias_relu_fwd", flat(total), &x, &b, &out, &t, &c, &hw);
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    pub fn relu_bwd(
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<CudaStorage> {
+        let d = dev(s1);
+        let (y, g) = (view(s1, l1)?, view(s2, l2)?);
+        let total = l1.shape().elem_count();
+        let out = unsafe { d.alloc::<f32>(total)? };
+        let t = total as i64;
+        launch!(d, "relu_bwd", flat(total), &y, &g, &out, &t);
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    type Operand<'a> = (&'a CudaStorage, &'a Layout);
+
+    fn view_mut<'a>(
+        s: &'a mut CudaStorage,
+        l: &Layout,
+    ) -> Result<candle_core::cuda_backend::cudarc::driver::CudaViewMut<'a, f32>> {
+        if !l.is_contiguous() {
+            candle_core::bail!("atelier CUDA kernels need contiguous inputs");
+        }
+        Ok(s.as_cuda_slice_mut::<f32>()?.slice_mut(l.start_offset()..))
+    }
+
+    pub fn adam_moment(
+        s1: &mut CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        beta: f32,
+        square: bool,
+    ) -> Result<()> {
+        let d = dev(s1);
+        let n = l1.shape().elem_count();
+        if l2.shape().elem_count() != n {
+            candle_core::bail!("adam: gradient and moment sizes differ");
+        }
+        let g = view(s2, l2)?;
+        let mut a = view_mut(s1, l1)?;
+        let (n_i, sq) = (n as i64, square as i32);
+        launch!(d, "adam_moment", flat(n), &mut a, &g, &n_i, &beta, &sq);
+        Ok(())
+    }
+
+    pub fn adam_update(
+        (s1, l1): (&mut CudaStorage, &Layout),
+        (s2, l2): Operand,
+        (s3, l3): Operand,
+        [lr, c1, c2, eps]: [f32; 4],
+    ) -> Result<()> {
+        let d = dev(s1);
+        let n = l1.shape().elem_count();
+        if l2.shape().elem_count() != n || l3.shape().elem_count() != n {
+            candle_core::bail!("adam: parameter and moment sizes differ");
+        }
+        let (m, v) = (view(s2, l2)?, view(s3, l3)?);
+        let mut p = view_mut(s1, l1)?;
+        let n_i = n as i64;
+        launch!(
+            d,
+            "adam_update",
+            flat(n),
+            &mut p,
+            &m,
+            &v,
+            &n_i,
+            &lr,
+            &c1,
+            &c2,
+            &eps
+        );
+        Ok(())
+    }
+
+    pub fn instance_norm(
+        (sx, lx): Operand,
+        (sg, lg): Operand,
+        (sb, lb): Operand,
+        (n, c, hw): (usize, usize, usize),
+        eps: f64,
+        relu: bool,
+    ) -> Result<CudaStorage> {
+        let d = dev(sx);
+        let (x, gamma, beta) = (view(sx, lx)?, view(sg, lg)?, view(sb, lb)?);
+        let (planes, total) = (n * c, n * c * hw);
+        let stats = d.alloc_zeros::<f64>(2 * planes)?;
+        let out = unsafe { d.alloc::<f32>(total)? };
+        let (hw_i, chunk) = (hw as i32, CHUNK as i32);
+        launch!(
+            d,
+            "in_stats",
+            per_plane(planes, hw),
+            &x,
+            &stats,
+            &hw_i,
+            &chunk
+        );
+        let (t, c_i, relu_i) = (total as i64, c as i32, relu as i32);
+        launch!(
+            d,
+            "in_apply",
+            flat(total),
+            &x,
+            &stats,
+            &gamma,
+            &beta,
+            &out,
+            &t,
+            &c_i,
+            &hw_i,
+            &eps,
+            &relu_i
+        );
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    pub fn instance_norm_bwd(
+        (sx, lx): Operand,
+        (sg, lg): Operand,
+        (sp, lp): Operand,
+        (n, c, hw): (usize, usize, usize),
+        eps: f64,
+        relu: bool,
+    ) -> Result<CudaStorage> {
+        let d = dev(sx);
+        let (x, g, params) = (view(sx, lx)?, view(sg, lg)?, view(sp, lp)?);
+        let (planes, total) = (n * c, n * c * hw);
+        let sums = d.alloc_zeros::<f64>(4 * planes)?;
+        let out = unsafe { d.alloc::<f32>(total + 2 * c)? };
+        let (c_i, hw_i, chunk, relu_i) = (c as i32, hw as i32, CHUNK as i32, relu as i32);
+        let cfg = per_plane(planes, hw);
+        launch!(
+            d,
+            "in_bwd_sums",
+            cfg,
+            &x,
+            &g,
+            &params,
+            &sums,
+            &c_i,
+            &hw_i,
+            &chunk,
+            &eps,
+            &relu_i
+        );
+        if relu {
+            launch!(
+                d,
+                "in_bwd_masked_sums",
+                cfg,
+                &x,
+                &g,
+                &params,
+                &sums,
+                &c_i,
+                &hw_i,
+                &chunk,
+                &eps
+            );
+        }
+        let t = total as i64;
+        launch!(
+            d,
+            "in_bwd_dx",
+            flat(total),
+            &x,
+            &g,
+            &params,
+            &sums,
+            &out,
+            &t,
+            &c_i,
+            &hw_i,
+            &eps,
+            &relu_i
+        );
+        let n_i = n as i32;
+        let cfg = LaunchConfig {
+            grid_dim: (c.div_ceil(128) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            d,
+            "in_bwd_params",
+            cfg,
+            &sums,
+            &out,
+            &t,
+            &n_i,
+            &c_i,
+            &hw_i,
+            &eps
+        );
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod tests {
+    /// NVRTC accepts the kernels (runs without a GPU).
+    #[test]
+    fn kernels_compile() {
+        let ptx = super::gpu::ptx_for_tests().unwrap();
+        for name in ["remap_fwd", "in_bwd_params", "maxpool2_bwd"] {
+            assert!(ptx.contains(name), "{name} missing from the PTX");
+        }
+    }
+}
