@@ -31,9 +31,15 @@ pub fn write_atomic_with(
     if !dir.is_dir() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx("cannot create folder"), e))?;
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".atelier-")
-        .suffix(".part")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".atelier-").suffix(".part");
+    // Temporary files are private (0600) by default; the result is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io(ctx("cannot create a temporary file"), e))?;
     {
@@ -58,6 +64,17 @@ pub fn write_atomic_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn results_are_ordinary_readable_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        write_atomic(&p, false, b"x").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
+    }
 
     #[test]
     fn refuses_to_clobber_and_leaves_no_temp_files() {

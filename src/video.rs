@@ -250,9 +250,15 @@ pub fn stylize_video(
         .map(|e| e.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mp4".into());
     // Same folder, so the final rename is atomic; removed on any failure or cancel.
-    let tmp = tempfile::Builder::new()
-        .prefix(".atelier-video-")
-        .suffix(&format!(".{ext}"))
+    let suffix = format!(".{ext}");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".atelier-video-").suffix(&suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?
         .into_temp_path();

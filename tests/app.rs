@@ -3,6 +3,8 @@
 //! uniforms the wgpu shader would get are checked directly). The real-window test at
 //! the end needs a display and runs under `.ci/run`.
 
+#![cfg(feature = "app")]
+
 mod common;
 
 use atelier::app::{AppOptions, AtelierApp, Notice};

@@ -60,6 +60,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Train(a)) => train::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Video(a)) => video::run(a),
+        #[cfg(not(feature = "app"))]
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            eprintln!("\n(this build has no desktop app: build with the default `app` feature)");
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "app")]
         None => {
             let opts = atelier::app::AppOptions {
                 // A scripted screenshot leaves the user's saved settings alone.

@@ -506,7 +506,8 @@ fn seed_params(varmap: &VarMap, seed: u64) -> Result<()> {
     Ok(())
 }
 
-fn resize_longest(img: &RgbImage, longest: u32) -> RgbImage {
+/// Scales so the longer side is `longest` (the style image's training size).
+pub fn resize_longest(img: &RgbImage, longest: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     if w.max(h) == longest {
         return img.clone();
