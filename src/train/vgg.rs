@@ -1,6 +1,7 @@
 //! The VGG16 loss network (conv1_1 … relu4_3) that defines perceptual losses.
 
 use crate::{Error, Result};
+use candle_core::Module as _;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -162,11 +163,14 @@ impl Vgg16 {
                 // cuDNN pads inside the conv: no padded copies forward or backward.
                 gpu_conv::conv2d(&x, w, 1, 1)?
             } else {
-                crate::model::layers::conv2d_banded(
-                    &x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?,
-                    w,
-                    1,
-                )?
+                // Through `Conv`, so evaluation (nothing tracked) takes the fast CPU conv;
+                // training still gets candle's differentiable one.
+                let conv = crate::model::layers::Conv {
+                    weight: w.clone(),
+                    bias: None,
+                    stride: 1,
+                };
+                conv.forward(&x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?
             };
             x = if cuda_ops::available(&y) {
                 cuda_ops::bias_relu(&y, b)?
