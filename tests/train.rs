@@ -257,3 +257,44 @@ fn pause_resume_and_stop_leave_a_resumable_checkpoint() {
         |e| matches!(e, TrainEvent::Started { resumed_from: Some(f), .. } if *f == stopped_at)
     ));
 }
+
+/// torchvision VGG19 weights work as the loss network too (its relu4_3 is conv 23,
+/// after an extra conv3_4 before the third pool).
+#[test]
+fn a_vgg19_file_is_read_with_its_own_layer_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = common::tiny_vgg_with(
+        tmp.path(),
+        "tiny-vgg19.safetensors",
+        &[
+            (0, 4),
+            (2, 4),
+            (5, 6),
+            (7, 6),
+            (10, 8),
+            (12, 8),
+            (14, 8),
+            (16, 9),
+            (19, 10),
+            (21, 10),
+            (23, 11),
+        ],
+    );
+    let vgg = atelier::train::vgg::Vgg16::load(&path, &Device::Cpu).unwrap();
+    let x = candle_core::Tensor::rand(0f32, 255f32, (1, 3, 32, 32), &Device::Cpu).unwrap();
+    let dims: Vec<Vec<usize>> = vgg
+        .features(&x)
+        .unwrap()
+        .iter()
+        .map(|t| t.dims().to_vec())
+        .collect();
+    assert_eq!(
+        dims,
+        vec![
+            vec![1, 4, 32, 32],
+            vec![1, 6, 16, 16],
+            vec![1, 8, 8, 8],
+            vec![1, 11, 4, 4]
+        ]
+    );
+}

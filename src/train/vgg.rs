@@ -1,4 +1,5 @@
-//! The VGG16 loss network (conv1_1 … relu4_3) that defines perceptual losses.
+//! The VGG loss network (conv1_1 … relu4_3 of VGG16, or of VGG19) that defines
+//! perceptual losses.
 
 use crate::{Error, Result};
 use candle_core::Module as _;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// conv layer indices in torchvision's `vgg16().features`, with a 2×2 max-pool after
 /// the layers marked `true`.
-const LAYERS: [(usize, bool); 10] = [
+const LAYERS16: [(usize, bool); 10] = [
     (0, false),
     (2, true),
     (5, false),
@@ -21,7 +22,23 @@ const LAYERS: [(usize, bool); 10] = [
     (21, false),
 ];
 /// relu1_2, relu2_2, relu3_3, relu4_3: outputs of these conv indices (after ReLU).
-const TAPS: [usize; 4] = [2, 7, 14, 21];
+const TAPS16: [usize; 4] = [2, 7, 14, 21];
+/// The same for torchvision's `vgg19().features`: conv3_4 sits before the third pool.
+const LAYERS19: [(usize, bool); 11] = [
+    (0, false),
+    (2, true),
+    (5, false),
+    (7, true),
+    (10, false),
+    (12, false),
+    (14, false),
+    (16, true),
+    (19, false),
+    (21, false),
+    (23, false),
+];
+const TAPS19: [usize; 4] = [2, 7, 14, 23];
+const TAPS: usize = 4;
 
 /// How the network expects its input, read from the weight file's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +51,9 @@ pub enum Preprocess {
 
 pub struct Vgg16 {
     convs: Vec<(Tensor, Tensor, bool)>,
+    /// Conv indices of this network (VGG16 or VGG19) and which of them are taps.
+    layers: &'static [(usize, bool)],
+    taps: &'static [usize; 4],
     preprocess: Preprocess,
     shift: Tensor,
     scale: Tensor,
@@ -79,17 +99,34 @@ impl Vgg16 {
             })?;
             (t.into_iter().collect(), Preprocess::Torchvision)
         };
+        // VGG19 has a conv where VGG16 has its third pool (features.16).
+        let is19 = [
+            "features.16.weight",
+            "vgg16.features.16.weight",
+            "vgg19.features.16.weight",
+        ]
+        .iter()
+        .any(|k| tensors.get(*k).is_some_and(|t| t.rank() == 4));
+        let (layers, taps): (&'static [(usize, bool)], &'static [usize; 4]) = if is19 {
+            (&LAYERS19, &TAPS19)
+        } else {
+            (&LAYERS16, &TAPS16)
+        };
         let mut convs = Vec::new();
         let mut c_in = 3;
-        for (i, pool) in LAYERS {
+        for &(i, pool) in layers {
             let find = |suffix: &str| {
                 let name = format!("features.{i}.{suffix}");
                 tensors
                     .get(&name)
                     .or_else(|| tensors.get(&format!("vgg16.{name}")))
+                    .or_else(|| tensors.get(&format!("vgg19.{name}")))
                     .cloned()
                     .ok_or_else(|| {
-                        Error::model(path, format!("not a VGG16: missing tensor '{name}'"))
+                        Error::model(
+                            path,
+                            format!("not a VGG16 or VGG19: missing tensor '{name}'"),
+                        )
                     })
             };
             let w = find("weight")?;
@@ -128,6 +165,8 @@ impl Vgg16 {
         };
         Ok(Self {
             convs,
+            layers,
+            taps,
             preprocess,
             shift: Tensor::from_vec(shift, (1, 3, 1, 1), device)?,
             scale: Tensor::from_vec(scale, (1, 3, 1, 1), device)?,
@@ -141,7 +180,7 @@ impl Vgg16 {
 
     /// `(N, 3, H, W)` RGB 0..255 → the four tap activations.
     pub fn features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        self.features_upto(x, TAPS.len())
+        self.features_upto(x, TAPS)
     }
 
     /// The first `taps` tap activations, running only the layers they need (the content loss
@@ -158,7 +197,7 @@ impl Vgg16 {
         let mut x = x.broadcast_mul(&self.scale)?.broadcast_sub(&self.shift)?;
         let mut out = Vec::with_capacity(taps);
         use crate::model::{cuda_ops, gpu_conv};
-        for ((w, b, pool), (idx, _)) in self.convs.iter().zip(LAYERS) {
+        for ((w, b, pool), (idx, _)) in self.convs.iter().zip(self.layers) {
             let y = if gpu_conv::available(&x, w) {
                 // cuDNN pads inside the conv: no padded copies forward or backward.
                 gpu_conv::conv2d(&x, w, 1, 1)?
@@ -177,7 +216,7 @@ impl Vgg16 {
             } else {
                 y.broadcast_add(b)?.relu()?
             };
-            if TAPS.contains(&idx) {
+            if self.taps.contains(idx) {
                 out.push(x.clone());
                 if out.len() == taps {
                     break;

@@ -51,21 +51,29 @@ pub fn model_file(dir: &Path, variant: Variant, name: &str) -> PathBuf {
 
 /// A VGG16-shaped network with few channels and random weights ("caffe" input).
 pub fn tiny_vgg(dir: &Path) -> PathBuf {
-    let layers = [
-        (0, 8),
-        (2, 8),
-        (5, 12),
-        (7, 12),
-        (10, 16),
-        (12, 16),
-        (14, 16),
-        (17, 16),
-        (19, 16),
-        (21, 16),
-    ];
+    tiny_vgg_with(
+        dir,
+        "tiny-vgg.safetensors",
+        &[
+            (0, 8),
+            (2, 8),
+            (5, 12),
+            (7, 12),
+            (10, 16),
+            (12, 16),
+            (14, 16),
+            (17, 16),
+            (19, 16),
+            (21, 16),
+        ],
+    )
+}
+
+/// A VGG-shaped network with random weights: `(features index, channels)` per conv.
+pub fn tiny_vgg_with(dir: &Path, file: &str, layers: &[(usize, usize)]) -> PathBuf {
     let mut c_in = 3;
     let mut tensors = Vec::new();
-    for (i, c_out) in layers {
+    for &(i, c_out) in layers {
         let bound = (6.0 / (c_in * 9) as f64).sqrt();
         let w = Tensor::rand(
             -bound as f32,
@@ -86,7 +94,7 @@ pub fn tiny_vgg(dir: &Path) -> PathBuf {
         "preprocess".to_string(),
         "caffe: BGR, 0..255, minus mean".to_string(),
     );
-    let path = dir.join("tiny-vgg.safetensors");
+    let path = dir.join(file);
     std::fs::write(
         &path,
         safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta)).unwrap(),
