@@ -91,6 +91,48 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: ConvShape) -> 
     out
 }
 
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, all row-major with unit column stride and
+/// the given row strides; single-threaded, since callers already run one band per thread.
+///
+/// # Safety
+/// Each pointer must address its whole matrix as described by its shape and row stride.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: isize,
+    rhs: *const f32,
+    rhs_rs: isize,
+) {
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs,
+        accumulate,
+        lhs,
+        1,
+        lhs_rs,
+        rhs,
+        1,
+        rhs_rs,
+        alpha,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
+}
+
 /// Splits `total_rows` output rows into `[y0, y1)` bands whose working set is about
 /// 1 MB (`bytes_per_row` each), with at least a few bands per thread so the pool stays busy.
 fn bands(bytes_per_row: usize, total_rows: usize) -> Vec<(usize, usize)> {
@@ -133,26 +175,17 @@ fn conv_shifted(x: &[f32], weight: &[f32], out: &mut [f32], s: ConvShape) {
                 // (c_in-1)*plane + offset + n - 1 < c_in*plane since y1 + kh <= h and
                 // ow - 1 + kw < w; dst is our own buffer of c_out × n.
                 unsafe {
-                    gemm(
+                    matmul(
                         s.c_out,
                         n,
                         s.c_in,
                         wide.as_mut_ptr(),
-                        1,
                         n as isize,
                         t > 0,
                         wt.as_ptr().add(t * s.c_out * s.c_in),
-                        1,
                         s.c_in as isize,
                         x.as_ptr().add(offset),
-                        1,
                         plane as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
                     );
                 }
             }
@@ -193,26 +226,17 @@ fn conv_im2col(x: &[f32], weight: &[f32], out: &mut [f32], s: ConvShape) {
             let mut band = vec![0f32; s.c_out * n];
             // SAFETY: weight is c_out × kk row-major, col is kk × n, band is c_out × n.
             unsafe {
-                gemm(
+                matmul(
                     s.c_out,
                     n,
                     kk,
                     band.as_mut_ptr(),
-                    1,
                     n as isize,
                     false,
                     weight.as_ptr(),
-                    1,
                     kk as isize,
                     col.as_ptr(),
-                    1,
                     n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
             (y0, band)
@@ -343,26 +367,17 @@ fn conv_winograd(x: &[f32], weight: &[f32], out: &mut [MaybeUninit<f32>], s: Con
             for e in 0..16 {
                 // SAFETY: u[e] is c_out × c_in, v[e] is c_in × n, m[e] is c_out × n, all row-major.
                 unsafe {
-                    gemm(
+                    matmul(
                         c_out,
                         n,
                         c_in,
                         m.as_mut_ptr().add(e * ms),
-                        1,
                         n as isize,
                         false,
                         u.as_ptr().add(e * c_out * c_in),
-                        1,
                         c_in as isize,
                         v.as_ptr().add(e * vs),
-                        1,
                         n as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
                     );
                 }
             }
