@@ -5,6 +5,23 @@ use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
 
+/// A temporary file in `dir` (so a final rename is atomic) with ordinary permissions:
+/// tempfile makes them private (0600), but the file becomes the user's output.
+pub fn temp_file_in(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 /// Without `overwrite`, an existing file at `path` is an error and is left untouched.
 pub fn write_atomic(path: &Path, overwrite: bool, bytes: &[u8]) -> Result<()> {
@@ -31,16 +48,7 @@ pub fn write_atomic_with(
     if !dir.is_dir() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx("cannot create folder"), e))?;
     }
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".atelier-").suffix(".part");
-    // Temporary files are private (0600) by default; the result is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
+    let mut tmp = temp_file_in(dir, ".atelier-", ".part")
         .map_err(|e| Error::io(ctx("cannot create a temporary file"), e))?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());

@@ -250,16 +250,7 @@ pub fn stylize_video(
         .map(|e| e.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mp4".into());
     // Same folder, so the final rename is atomic; removed on any failure or cancel.
-    let suffix = format!(".{ext}");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".atelier-video-").suffix(&suffix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let tmp = builder
-        .tempfile_in(dir)
+    let tmp = crate::fsutil::temp_file_in(dir, ".atelier-video-", &format!(".{ext}"))
         .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?
         .into_temp_path();
 
