@@ -9,6 +9,12 @@
 #                 packed when present; `convcheck` step of gpu_run.sh)
 #   BASE_BIN=...  an older build to bench in the same call (`BASE=1` in gpu_run.sh)
 #   TRAIN_DATA=0  leave out the training images
+#   FFMPEG=...    a static ffmpeg build (e.g. from the imageio-ffmpeg wheel: `pip download
+#                 imageio-ffmpeg`, unzip, imageio_ffmpeg/binaries/ffmpeg-*) for the `video` step:
+#                 packed with a 1920x1080 clip made from ../shared/content/fox.mp4 and the
+#                 local ffprobe's description of it (the GPU machine has no ffprobe).
+#                 FFMPEG_XZ=... instead takes an already xz-compressed build.
+#   VIDEO_FRAMES=120  length of that clip
 # The cuDNN build (the fast one):
 #   source ../shared/gpu/cuda-toolchain.sh && export CUDNN_LIB=$(bash benches/cudnn_stub.sh)
 #   cargo build --release --features cudnn --target-dir target/cuda --bin atelier --example cuda_check
@@ -31,5 +37,12 @@ cp "$SHARED/reference/fast-style-transfer/expected/chicago_udnie.png" .gpu/ref/
 # it out when the run needs no `train` step (the working tree + .gpu must stay under 64 MiB).
 if [ "${TRAIN_DATA:-1}" != 0 ]; then cp -r "$SHARED/datasets/imagenet-sample-256/train" .gpu/train; fi
 mkdir -p .gpu/styles && cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg .gpu/styles/
+if [ -n "${FFMPEG:-}${FFMPEG_XZ:-}" ]; then
+  mkdir -p .gpu/video
+  if [ -n "${FFMPEG_XZ:-}" ]; then cp "$FFMPEG_XZ" .gpu/video/ffmpeg.xz; else xz -T2 -9 -c "$FFMPEG" > .gpu/video/ffmpeg.xz; fi
+  ffmpeg -v error -y -i "$SHARED/content/fox.mp4" -frames:v "${VIDEO_FRAMES:-120}" -vf scale=1920:1080 \
+    -c:v libx264 -crf 23 -preset fast -pix_fmt yuv420p -an .gpu/video/fox1080.mp4
+  ffprobe -v error -show_streams -show_format -of json .gpu/video/fox1080.mp4 > .gpu/video/fox1080.ffprobe.json
+fi
 cp benches/gpu_run.sh benches/torch_train_reference.py .gpu/
 du -sh .gpu

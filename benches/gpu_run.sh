@@ -2,12 +2,13 @@
 # Runs on the GPU machine (see benches/gpu_pack.sh). Results go to $OUT (the device tool brings
 # back at most 8 files: gpu.txt, convcheck.txt, atelier_bench.txt, pytorch.txt and the train
 # step's model, metrics and config).
-#   STEPS="check convcheck bench torch train"   which parts to run (default: check bench torch)
+#   STEPS="check convcheck bench torch train ncu video"   which parts to run (default: check bench torch)
 #   BENCH_VARIANTS="default ATELIER_TF32=0 ATELIER_CUDNN=0,ATELIER_TF32=0"   one bench per
 #       entry, each a comma-separated list of environment settings ("default": none)
 #   BENCH_ARGS="--train-iters 100"   extra arguments for every bench
 #   BASE=1   also bench .gpu/atelier-base.xz (an older build packed with BASE_BIN=...) first
 #   TRAIN_STYLE=starry_night TRAIN_ITERS=3000 TRAIN_ARGS="--style-weight 2e6"
+#   VIDEO_ARGS="--stability 0.9"   extra arguments for the video step (packed with FFMPEG=...)
 set -u
 # cuDNN: the binary links libcudnn.so.9 (built with --features cudnn); use PyTorch's copy.
 CUDNN_DIR=$(python3 -c 'import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null)
@@ -18,6 +19,7 @@ A=/tmp/atelier
 xz -dc .gpu/atelier.xz > $A && chmod +x $A
 STEPS=${STEPS:-check bench torch}
 VGG=models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors
+QUALITY="--quality-model models/starry_night.safetensors --quality-photos assets/examples"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "cudnn: $CUDNN_DIR"; } | tee "$OUT/gpu.txt"
 for step in $STEPS; do
   case $step in
@@ -51,11 +53,11 @@ PY
       if [ "${BASE:-0}" = 1 ] && [ -e .gpu/atelier-base.xz ]; then
         xz -dc .gpu/atelier-base.xz > /tmp/atelier-base && chmod +x /tmp/atelier-base
         echo "bench [base build]"
-        /tmp/atelier-base bench --device cuda --json --vgg $VGG ${BASE_ARGS:-${BENCH_ARGS:-}} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
+        /tmp/atelier-base bench --device cuda --json --vgg $VGG $QUALITY ${BASE_ARGS:-${BENCH_ARGS:-}} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
       fi
       for v in ${BENCH_VARIANTS:-default}; do
         echo "bench [$v]"
-        env $([ $v = default ] || echo "$v" | tr , ' ') $A bench --device cuda --json --vgg $VGG ${BENCH_ARGS:-} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
+        env $([ $v = default ] || echo "$v" | tr , ' ') $A bench --device cuda --json --vgg $VGG $QUALITY ${BENCH_ARGS:-} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
       done ;;
     torch)
       python3 .gpu/pytorch_reference.py --vgg $VGG 2>&1 | tail -3 | tee "$OUT/pytorch.txt" ;;
@@ -66,5 +68,47 @@ PY
         --name "$S" --iterations ${TRAIN_ITERS:-3000} --vgg $VGG --no-install ${TRAIN_ARGS:-} 2>&1 | tr '\r' '\n' | tail -5
       cp /tmp/run-$S/*.safetensors "$OUT/" 2>/dev/null; rm -f "$OUT/checkpoint.safetensors"
       cp /tmp/run-$S/metrics.jsonl "$OUT/metrics-$S.jsonl"; cp /tmp/run-$S/config.json "$OUT/config-$S.json" ;;
+    ncu)  # GPU time of every kernel of one forward pass at NCU_SIZE (default 1024), by name
+      ATELIER_NCU=1 ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv \
+        $A bench --device cuda --sizes ${NCU_SIZE:-1024} --runs 2 --warmup 1 --train-iters 0 \
+        --precision ${NCU_PRECISION:-f16} --quality-model /nonexistent > /tmp/ncu.csv 2>/tmp/ncu.err
+      python3 - /tmp/ncu.csv <<'PY' 2>&1 | tee "$OUT/ncu.txt"
+import csv, sys, collections
+lines = [l for l in open(sys.argv[1]) if l.startswith('"')]
+rows = list(csv.DictReader(lines))
+total = collections.OrderedDict()
+seq = []
+for r in rows:
+    if r.get("Metric Name") != "gpu__time_duration.sum":
+        continue
+    v = float(r["Metric Value"].replace(",", ""))
+    unit = r.get("Metric Unit", "ns")
+    us = v / 1000 if unit == "nsecond" or unit == "ns" else (v if unit in ("usecond", "us") else v * 1000)
+    name = r["Kernel Name"][:90]
+    seq.append((name, us, r.get("Grid Size", ""), r.get("Block Size", "")))
+    total[name] = total.get(name, 0) + us
+print("kernels", len(seq), "sum %.1f us" % sum(u for _, u, _, _ in seq))
+for name, us, g, b in seq:
+    print("%9.1f us  %s  grid %s block %s" % (us, name, g, b))
+print("--- by name")
+for name, us in sorted(total.items(), key=lambda kv: -kv[1]):
+    print("%9.1f us  %s" % (us, name))
+PY
+      tail -3 /tmp/ncu.err ;;
+    video)  # frames/s of `atelier video` at 1920x1080, decode + stylise + encode
+      mkdir -p /tmp/ffbin && xz -dc .gpu/video/ffmpeg.xz > /tmp/ffbin/ffmpeg && chmod +x /tmp/ffbin/ffmpeg
+      # No ffprobe on this machine: answer for the packed clip with what the real ffprobe said
+      # about it when it was packed (decoding and encoding use the real ffmpeg).
+      J=$(pwd)/.gpu/video/fox1080.ffprobe.json
+      printf '#!/bin/sh\nfor a; do last=$a; done\ncase "$last" in *fox1080*.mp4) cat %s;; *) echo "no ffprobe here" >&2; exit 1;; esac\n' "$J" > /tmp/ffbin/ffprobe
+      chmod +x /tmp/ffbin/ffprobe
+      for v in ${VIDEO_VARIANTS:-default ATELIER_PRECISION=f32}; do
+        echo "video [$v]" | tee -a "$OUT/video.txt"
+        TIMEFORMAT="wall %R s"; time env PATH=/tmp/ffbin:$PATH $([ $v = default ] || echo "$v" | tr , ' ') \
+          $A video .gpu/video/fox1080.mp4 -o /tmp/fox1080_out.mp4 --style models/starry_night.safetensors \
+          --device cuda --overwrite ${VIDEO_ARGS:-} 2>&1 | tr '\r' '\n' | grep -v '^$' | tail -4 | tee -a "$OUT/video.txt"
+      done
+      env PATH=/tmp/ffbin:$PATH ffmpeg -v error -i /tmp/fox1080_out.mp4 -f null - 2>&1 | tail -2 | tee -a "$OUT/video.txt"
+      ;;
   esac
 done

@@ -157,11 +157,8 @@ fn main() {
                     randn(&[c], 0.5, 0.),
                 ],
                 &|t| {
-                    let norm = layers::InstanceNorm {
-                        weight: t[1].clone(),
-                        bias: t[2].clone(),
-                        eps: 1e-5,
-                    };
+                    let norm = layers::InstanceNorm::from_tensors(t[1].clone(), t[2].clone(), 1e-5)
+                        .unwrap();
                     norm.forward_with(&t[0], None, relu).unwrap()
                 },
             ),

@@ -54,6 +54,9 @@ pub struct VideoReport {
     pub frames: u64,
     pub flicker_ratio: f64,
     pub seconds: f64,
+    /// Seconds the frame loop spent waiting for decoded frames, stylising (network and the
+    /// copies to and from the device), settling and blending, and waiting for the encoder.
+    pub stage_seconds: [f64; 4],
 }
 
 fn tool(name: &str) -> Result<PathBuf> {
@@ -290,29 +293,60 @@ pub fn stylize_video(
             .map_err(|e| Error::Invalid(format!("cannot start ffmpeg: {e}")))?,
     );
 
+    // Decoding and encoding run beside the network: a thread reads frames ahead and one
+    // feeds the encoder, each through a short queue. Read and written inline, a 64 KiB pipe
+    // would make ffmpeg and the network take turns.
     let mut reader = decoder.0.stdout.take().expect("piped stdout");
     let mut writer = encoder.0.stdin.take().expect("piped stdin");
+    let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(3);
+    std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; frame_bytes];
+        let item = match read_full(&mut reader, &mut buf) {
+            Ok(true) => Ok(buf),
+            Ok(false) => break,
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if frame_tx.send(item).is_err() || failed {
+            break;
+        }
+    });
+    let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+    let feeder = std::thread::spawn(move || -> std::io::Result<()> {
+        for frame in out_rx {
+            writer.write_all(&frame)?;
+        }
+        Ok(())
+    });
+    let encoder_failed = |encoder: &mut Reaped, e: String| {
+        let msg = encoder_error(encoder);
+        Error::Invalid(format!("the encoder stopped: {e} {msg}"))
+    };
     let mut temporal = TemporalStats::new(opts.stability);
-    let mut buf = vec![0u8; frame_bytes];
     let (mut prev_in, mut prev_out): (Option<RgbImage>, Option<RgbImage>) = (None, None);
     let mut prev_styled: Option<RgbImage> = None;
     let (mut diff_in, mut diff_out) = (0f64, 0f64);
     let mut frames = 0u64;
-    loop {
+    let mut stages = [0f64; 4];
+    let mut mark = std::time::Instant::now();
+    let mut lap = |stage: usize, stages: &mut [f64; 4]| {
+        let now = std::time::Instant::now();
+        stages[stage] += (now - mark).as_secs_f64();
+        mark = now;
+    };
+    for item in frame_rx {
+        lap(0, &mut stages);
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(Error::Cancelled);
         }
-        match read_full(&mut reader, &mut buf) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(Error::Invalid(format!("reading decoded frames: {e}"))),
-        }
-        let frame = RgbImage::from_raw(w, h, buf.clone()).expect("buffer is one frame");
+        let buf = item.map_err(|e| Error::Invalid(format!("reading decoded frames: {e}")))?;
+        let frame = RgbImage::from_raw(w, h, buf).expect("buffer is one frame");
         let mut hooks = Hooks {
             cancel,
             ..Default::default()
         };
         let mut styled = stylizer.stylize_frame(&frame, &mut temporal, &mut hooks)?;
+        lap(1, &mut stages);
         if let (Some(pi), Some(ps)) = (&prev_in, &prev_styled) {
             styled = settle(pi, &frame, ps, &styled, opts.stability as f32);
         }
@@ -326,16 +360,31 @@ pub fn stylize_video(
             diff_in += mean_abs_diff(pi, &frame);
             diff_out += mean_abs_diff(po, &out);
         }
-        if let Err(e) = writer.write_all(out.as_raw()) {
-            let msg = encoder_error(&mut encoder);
-            return Err(Error::Invalid(format!("the encoder stopped: {e} {msg}")));
+        lap(2, &mut stages);
+        if out_tx.send(out.as_raw().clone()).is_err() {
+            // The feeder stopped on a write error; it says which.
+            drop(out_tx);
+            let e = match feeder.join() {
+                Ok(Err(e)) => e.to_string(),
+                _ => "the encoder input closed".into(),
+            };
+            return Err(encoder_failed(&mut encoder, e));
         }
+        lap(3, &mut stages);
         prev_in = Some(frame);
         prev_out = Some(out);
         frames += 1;
         on_frame(frames, info.frames);
     }
-    drop(writer);
+    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        return Err(Error::Cancelled);
+    }
+    drop(out_tx);
+    match feeder.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(encoder_failed(&mut encoder, e.to_string())),
+        Err(_) => return Err(encoder_failed(&mut encoder, "feeder panicked".into())),
+    }
     let status = encoder
         .0
         .wait()
@@ -372,6 +421,7 @@ pub fn stylize_video(
             0.0
         },
         seconds: started.elapsed().as_secs_f64(),
+        stage_seconds: stages,
     })
 }
 

@@ -1,7 +1,7 @@
 use super::{open_device, parse_device};
 use atelier::bench::{parse_size, random_net, time_inference};
 use atelier::device::{describe, DeviceChoice};
-use atelier::model::Variant;
+use atelier::model::{Precision, StyleModel, Variant};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -31,6 +31,16 @@ pub struct Args {
     /// downscale, stylise at the preview size, scale back up.
     #[arg(long)]
     preview: Option<String>,
+    /// Precisions to time, comma-separated (f32, f16). Default: the device's best
+    /// (f16 on CUDA with cuDNN, f32 elsewhere), then f32 for comparison.
+    #[arg(long, value_delimiter = ',', value_parser = ["f32", "f16"])]
+    precision: Vec<String>,
+    /// Trained style for the quality check on accelerators (default: the bundled starry_night).
+    #[arg(long)]
+    quality_model: Option<std::path::PathBuf>,
+    /// Folder of photos for the quality check (default: the source tree's assets/examples).
+    #[arg(long)]
+    quality_photos: Option<std::path::PathBuf>,
     /// Print a JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -50,30 +60,59 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let runs = a.runs.unwrap_or(if gpu { 20 } else { 5 });
     let variant = Variant::parse(&a.variant).expect("clap restricts the values");
-    let net = random_net(variant, &device)?;
+    let precisions = precisions(&a.precision, variant, &device)?;
     let mut json = serde_json::Map::new();
     json.insert("atelier".into(), env!("CARGO_PKG_VERSION").into());
     json.insert("device".into(), describe(&device).into());
     json.insert("build".into(), build_info().into());
     json.insert("variant".into(), variant.as_str().into());
     json.insert("runs".into(), runs.into());
-    for s in &sizes {
-        let size = parse_size(s).ok_or_else(|| anyhow::anyhow!("bad size '{s}': use N or WxH"))?;
-        let t = time_inference(&net, &device, size, a.warmup, runs)?;
-        let key = format!("{}x{}", t.width, t.height);
-        if !a.json {
-            let mem = t
-                .peak_mem_mb
-                .map_or(String::new(), |m| format!(", peak +{m:.0} MB"));
-            println!(
-                "infer {key}: median {:.1} ms (min {:.1} ms{mem})",
-                t.median_ms, t.min_ms
-            );
+    json.insert("precision".into(), precisions[0].as_str().into());
+    for (i, &precision) in precisions.iter().enumerate() {
+        let net = random_net(variant, &device, precision)?;
+        // The first precision is the default one; the others are for comparison.
+        let tag = if i == 0 {
+            String::new()
+        } else {
+            format!("{}_", precision.as_str())
+        };
+        for s in &sizes {
+            let size =
+                parse_size(s).ok_or_else(|| anyhow::anyhow!("bad size '{s}': use N or WxH"))?;
+            let t = time_inference(&net, &device, size, a.warmup, runs)?;
+            let key = format!("{}x{}", t.width, t.height);
+            if !a.json {
+                let mem = t
+                    .peak_mem_mb
+                    .map_or(String::new(), |m| format!(", peak {m:.0} MB"));
+                println!(
+                    "infer {key} {}: median {:.2} ms (min {:.2} ms{mem})",
+                    precision.as_str(),
+                    t.median_ms,
+                    t.min_ms
+                );
+            }
+            json.insert(format!("infer_ms_{tag}{key}"), t.median_ms.into());
+            if let Some(m) = t.peak_mem_mb {
+                json.insert(format!("peak_mem_mb_infer_{tag}{key}"), m.into());
+            }
+            if std::env::var_os("ATELIER_PROFILE").is_some() {
+                let spans = atelier::bench::profile_inference(&net, &device, size, 5)?;
+                if !a.json {
+                    for (label, ms) in &spans {
+                        println!("  {label}: {ms:.3} ms");
+                    }
+                }
+                let obj: serde_json::Map<_, _> = spans
+                    .into_iter()
+                    .map(|(l, ms)| (l, ((ms * 1000.0).round() / 1000.0).into()))
+                    .collect();
+                json.insert(format!("infer_profile_{tag}{key}"), obj.into());
+            }
         }
-        json.insert(format!("infer_ms_{key}"), t.median_ms.into());
-        if let Some(m) = t.peak_mem_mb {
-            json.insert(format!("peak_mem_mb_infer_{key}"), m.into());
-        }
+    }
+    if gpu {
+        quality_check(&a, &device, &precisions, &mut json)?;
     }
     if let Some(p) = &a.preview {
         let (w, h) = parse_size(p).ok_or_else(|| anyhow::anyhow!("bad size '{p}': use WxH"))?;
@@ -110,6 +149,98 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     println!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The precisions to time: the user's list, or the device's best followed by f32.
+fn precisions(
+    asked: &[String],
+    variant: Variant,
+    device: &candle_core::Device,
+) -> anyhow::Result<Vec<Precision>> {
+    let mut out: Vec<Precision> = asked
+        .iter()
+        .map(|p| {
+            if p == "f16" {
+                Precision::F16
+            } else {
+                Precision::F32
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(Precision::auto(variant, device));
+        if out[0] != Precision::F32 {
+            out.push(Precision::F32);
+        }
+    }
+    if let Some(p) = out.iter().find(|p| !p.supported(variant, device)) {
+        anyhow::bail!(
+            "{} inference of {variant} networks is not available on {}",
+            p.as_str(),
+            describe(device)
+        );
+    }
+    Ok(out)
+}
+
+/// On accelerators: how far each precision's output is from the f32 CPU result on real
+/// photos with a trained style (PSNR; the f16 path must stay at or above 40 dB).
+fn quality_check(
+    a: &Args,
+    device: &candle_core::Device,
+    precisions: &[Precision],
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    let model_path = a.quality_model.clone().or_else(|| {
+        atelier::model::registry::bundled_dir().map(|d| d.join("starry_night.safetensors"))
+    });
+    let photo_dir = a.quality_photos.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/examples")
+    });
+    let Some(model_path) = model_path.filter(|p| p.is_file()) else {
+        eprintln!("quality check skipped: no trained style found (pass --quality-model)");
+        return Ok(());
+    };
+    let model = StyleModel::load(&model_path)?;
+    if precisions
+        .iter()
+        .all(|p| !p.supported(model.meta.variant, device))
+    {
+        return Ok(());
+    }
+    let mut photos = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&photo_dir)
+        .map_err(|e| anyhow::anyhow!("quality photos {}: {e}", photo_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    for p in names {
+        if let Ok(img) = atelier::image_io::load_rgb(&p) {
+            photos.push(img);
+        }
+    }
+    for &precision in precisions {
+        if !precision.supported(model.meta.variant, device) {
+            continue;
+        }
+        let q = atelier::bench::quality_against_cpu(&model, device, precision, &photos)?;
+        if !a.json {
+            println!(
+                "quality {} vs f32 on the CPU ({}, {} photos): PSNR min {:.1} dB, mean {:.1} dB",
+                precision.as_str(),
+                model.meta.name,
+                q.photos,
+                q.min_psnr_db,
+                q.mean_psnr_db
+            );
+        }
+        json.insert(
+            format!("psnr_db_min_{}_vs_cpu_f32", precision.as_str()),
+            q.min_psnr_db.into(),
+        );
+    }
+    Ok(())
 }
 
 fn build_info() -> String {

@@ -1,5 +1,6 @@
 // Fused kernels for the style network and the VGG16 loss on CUDA (see cuda_ops.rs).
-// Compiled at run time with NVRTC. NCHW f32, contiguous; `planes` = N·C.
+// Compiled at run time with NVRTC. NCHW f32, contiguous; `planes` = N·C. Inference in half
+// precision uses the `_h` variants (f16 storage as raw 16-bit values, f32 arithmetic).
 
 #define GRID_STRIDE(i, total) \
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total); \
@@ -9,19 +10,131 @@ __device__ __forceinline__ int reflect(int j, int n) {
     return j < 0 ? -j : (j >= n ? 2 * (n - 1) - j : j);
 }
 
+// f16 <-> f32 without cuda_fp16.h (NVRTC here has no CUDA headers), as that header does it.
+__device__ __forceinline__ float ld(const float* p) { return *p; }
+__device__ __forceinline__ float ld(const unsigned short* p) {
+    float f;
+    asm("{cvt.f32.f16 %0, %1;}" : "=f"(f) : "h"(*p));
+    return f;
+}
+__device__ __forceinline__ void st(float* p, float v) { *p = v; }
+__device__ __forceinline__ void st(unsigned short* p, float v) {
+    unsigned short h;
+    asm("{cvt.rn.f16.f32 %0, %1;}" : "=h"(h) : "f"(v));
+    *p = h;
+}
+
 // y[p, i, j] = x[p, reflect(i - pad, h·up) / up, reflect(j - pad, w·up) / up]:
 // reflection padding (up = 1) or nearest ×2 upsampling then reflection padding (up = 2).
-extern "C" __global__ void remap_fwd(const float* x, float* y, long long planes, int h, int w,
-                                     int pad, int up) {
+// With `edge` set, the border is repeated instead of mirrored (replication padding).
+template <typename T>
+__device__ void remap_fwd_impl(const T* x, T* y, long long planes, int h, int w, int pad, int up,
+                               int edge) {
     const int oh = h * up + 2 * pad, ow = w * up + 2 * pad;
+    // One plane per blockIdx.y when the grid allows it: 32-bit index arithmetic (64-bit
+    // division made this copy 5-8× slower than the memory traffic it does).
+    if (gridDim.y > 1) {
+        const long long p = blockIdx.y;
+        const T* xp = x + p * h * w;
+        T* yp = y + p * oh * ow;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < oh * ow;
+             i += gridDim.x * blockDim.x) {
+            const int oy = i / ow, ox = i - oy * ow;
+            int sy, sx;
+            if (edge) {
+                sy = min(max(oy - pad, 0), h * up - 1) / up;
+                sx = min(max(ox - pad, 0), w * up - 1) / up;
+            } else {
+                sy = reflect(oy - pad, h * up) / up;
+                sx = reflect(ox - pad, w * up) / up;
+            }
+            yp[i] = xp[sy * w + sx];
+        }
+        return;
+    }
     GRID_STRIDE(i, planes * oh * ow) {
         const int ox = i % ow;
         const long long t = i / ow;
         const int oy = t % oh;
         const long long p = t / oh;
-        const int sy = reflect(oy - pad, h * up) / up, sx = reflect(ox - pad, w * up) / up;
+        int sy, sx;
+        if (edge) {
+            sy = min(max(oy - pad, 0), h * up - 1) / up;
+            sx = min(max(ox - pad, 0), w * up - 1) / up;
+        } else {
+            sy = reflect(oy - pad, h * up) / up;
+            sx = reflect(ox - pad, w * up) / up;
+        }
         y[i] = x[(p * h + sy) * w + sx];
     }
+}
+extern "C" __global__ void remap_fwd(const float* x, float* y, long long planes, int h, int w,
+                                     int pad, int up, int edge) {
+    remap_fwd_impl(x, y, planes, h, w, pad, up, edge);
+}
+extern "C" __global__ void remap_fwd_h(const unsigned short* x, unsigned short* y,
+                                       long long planes, int h, int w, int pad, int up, int edge) {
+    remap_fwd_impl(x, y, planes, h, w, pad, up, edge);
+}
+
+// Reflection padding by `pad`, then space to depth by 2: y[p·4 + 2a + b, r, s] =
+// padded[p, 2r + a, 2s + b] (zero past the padded image's last row or column), so that a
+// stride-2 conv can run as a stride-1 conv with 4× the channels (see conv_rewrite.rs).
+template <typename T>
+__device__ void pad_s2d_impl(const T* x, T* y, int h, int w, int pad) {
+    const int ph = h + 2 * pad, pw = w + 2 * pad;
+    const int sh = (ph + 1) / 2, sw = (pw + 1) / 2;
+    const long long p = blockIdx.y;  // input plane
+    const T* xp = x + p * h * w;
+    T* yp = y + p * 4 * sh * sw;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < 4 * sh * sw;
+         i += gridDim.x * blockDim.x) {
+        const int q = i / (sh * sw), rest = i - q * sh * sw;
+        const int r = rest / sw, s = rest - r * sw;
+        const int py = 2 * r + (q >> 1), px = 2 * s + (q & 1);
+        T v = T(0);
+        if (py < ph && px < pw) v = xp[reflect(py - pad, h) * w + reflect(px - pad, w)];
+        yp[i] = v;
+    }
+}
+extern "C" __global__ void pad_s2d(const float* x, float* y, int h, int w, int pad) {
+    pad_s2d_impl(x, y, h, w, pad);
+}
+extern "C" __global__ void pad_s2d_h(const unsigned short* x, unsigned short* y, int h, int w,
+                                     int pad) {
+    pad_s2d_impl(x, y, h, w, pad);
+}
+
+// Depth to space by 2: y[p, 2i + a, 2j + b] = x[4p + 2a + b, i, j] (p = n·C + c), for the
+// upsampling convs computed at low resolution with four output channels per channel.
+template <typename T>
+__device__ void d2s_impl(const T* x, T* y, long long planes, int h, int w) {
+    const int oh = 2 * h, ow = 2 * w;
+    if (gridDim.y > 1) {  // one plane per blockIdx.y, 32-bit indices (see remap_fwd_impl)
+        const long long p = blockIdx.y;
+        const T* xp = x + p * 4 * h * w;
+        T* yp = y + p * oh * ow;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < oh * ow;
+             i += gridDim.x * blockDim.x) {
+            const int oy = i / ow, ox = i - oy * ow;
+            yp[i] = xp[(((oy & 1) * 2 + (ox & 1)) * h + (oy >> 1)) * w + (ox >> 1)];
+        }
+        return;
+    }
+    GRID_STRIDE(i, planes * oh * ow) {
+        const int ox = i % ow;
+        const long long t = i / ow;
+        const int oy = t % oh;
+        const long long p = t / oh;
+        y[i] = x[((p * 4 + (oy & 1) * 2 + (ox & 1)) * h + (oy >> 1)) * w + (ox >> 1)];
+    }
+}
+extern "C" __global__ void d2s(const float* x, float* y, long long planes, int h, int w) {
+    d2s_impl(x, y, planes, h, w);
+}
+extern "C" __global__ void d2s_h(const unsigned short* x, unsigned short* y, long long planes,
+                                 int h, int w) {
+    d2s_impl(x, y, planes, h, w);
 }
 
 // The output positions (along one axis) that read upsampled position j of n: itself and its
@@ -129,13 +242,14 @@ __device__ void block_sum(double (&v)[K]) {
 
 // Instance norm statistics: stats[p] += (Σx, Σx²) over a chunk of plane p = blockIdx.y.
 // stats must start at zero. Accumulated in double, so E[x²] − E[x]² keeps its precision.
-extern "C" __global__ void in_stats(const float* x, double* stats, int hw, int chunk) {
+template <typename T>
+__device__ void in_stats_impl(const T* x, double* stats, int hw, int chunk) {
     const long long p = blockIdx.y;
     const int start = blockIdx.x * chunk, end = min(start + chunk, hw);
-    const float* xp = x + p * hw;
+    const T* xp = x + p * hw;
     double v[2] = {0.0, 0.0};
     for (int i = start + threadIdx.x; i < end; i += blockDim.x) {
-        const double a = xp[i];
+        const double a = ld(xp + i);
         v[0] += a;
         v[1] += a * a;
     }
@@ -144,6 +258,12 @@ extern "C" __global__ void in_stats(const float* x, double* stats, int hw, int c
         atomicAdd(&stats[2 * p], v[0]);
         atomicAdd(&stats[2 * p + 1], v[1]);
     }
+}
+extern "C" __global__ void in_stats(const float* x, double* stats, int hw, int chunk) {
+    in_stats_impl(x, stats, hw, chunk);
+}
+extern "C" __global__ void in_stats_h(const unsigned short* x, double* stats, int hw, int chunk) {
+    in_stats_impl(x, stats, hw, chunk);
 }
 
 // Mean and 1/sqrt(var + eps) of plane p from its sums (biased variance, as PyTorch).
@@ -162,17 +282,103 @@ __device__ __forceinline__ float in_affine(float x, float mean, float rstd, floa
     return (x - mean) * rstd * gamma + beta;
 }
 
-extern "C" __global__ void in_apply(const float* x, const double* stats, const float* gamma,
-                                    const float* beta, float* y, long long total, int channels,
-                                    int hw, double eps, int relu) {
+template <typename T>
+__device__ void in_apply_impl(const T* x, const double* stats, const float* gamma,
+                              const float* beta, T* y, long long total, int channels, int hw,
+                              double eps, int relu) {
     GRID_STRIDE(i, total) {
         const long long p = i / hw;
         const int c = p % channels;
         float mean, rstd;
         plane_moments(stats, p, hw, eps, mean, rstd);
-        const float v = in_affine(x[i], mean, rstd, gamma[c], beta[c]);
-        y[i] = relu ? fmaxf(v, 0.f) : v;
+        const float v = in_affine(ld(x + i), mean, rstd, gamma[c], beta[c]);
+        st(y + i, relu ? fmaxf(v, 0.f) : v);
     }
+}
+extern "C" __global__ void in_apply(const float* x, const double* stats, const float* gamma,
+                                    const float* beta, float* y, long long total, int channels,
+                                    int hw, double eps, int relu) {
+    in_apply_impl(x, stats, gamma, beta, y, total, channels, hw, eps, relu);
+}
+extern "C" __global__ void in_apply_h(const unsigned short* x, const double* stats,
+                                      const float* gamma, const float* beta, unsigned short* y,
+                                      long long total, int channels, int hw, double eps,
+                                      int relu) {
+    in_apply_impl(x, stats, gamma, beta, y, total, channels, hw, eps, relu);
+}
+
+// Half-precision inference, planes whose size is a multiple of 8: the same norm in three
+// short kernels that move 16 bytes per thread and access (the scalar kernels above move 2, and
+// recompute the moments in double for every element). Sums start in f32 per thread (16 values
+// at most), then go on in double.
+struct alignas(16) H8 {
+    unsigned short v[8];
+};
+
+extern "C" __global__ void in_stats_h8(const H8* x, double* stats, int hw8, int chunk8) {
+    const long long p = blockIdx.y;
+    const int start = blockIdx.x * chunk8, end = min(start + chunk8, hw8);
+    const H8* xp = x + p * hw8;
+    float s = 0.f, q = 0.f;
+    for (int i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const H8 a = xp[i];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const float f = ld(&a.v[k]);
+            s += f;
+            q += f * f;
+        }
+    }
+    double v[2] = {s, q};
+    block_sum<2>(v);
+    if (threadIdx.x == 0) {
+        atomicAdd(&stats[2 * p], v[0]);
+        atomicAdd(&stats[2 * p + 1], v[1]);
+    }
+}
+
+// ss[p] = (γ·rstd, β − mean·γ·rstd): the norm as one multiply-add per element.
+extern "C" __global__ void in_scale_shift(const double* stats, const float* gamma,
+                                         const float* beta, float* ss, int planes, int channels,
+                                         int hw, double eps) {
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= planes) return;
+    float mean, rstd;
+    plane_moments(stats, p, hw, eps, mean, rstd);
+    const int c = p % channels;
+    const float scale = gamma[c] * rstd;
+    ss[2 * p] = scale;
+    ss[2 * p + 1] = beta[c] - mean * scale;
+}
+
+template <bool ADD>
+__device__ void in_apply_h8_impl(const H8* x, const float* ss, const H8* res, H8* y,
+                                 long long total8, int hw8, int relu) {
+    GRID_STRIDE(i, total8) {
+        const long long p = i / hw8;
+        const float scale = ss[2 * p], shift = ss[2 * p + 1];
+        const H8 a = x[i];
+        H8 r;
+        if (ADD) r = res[i];
+        H8 o;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            float v = ld(&a.v[k]) * scale + shift;
+            if (relu) v = fmaxf(v, 0.f);
+            if (ADD) v += ld(&r.v[k]);
+            st(&o.v[k], v);
+        }
+        y[i] = o;
+    }
+}
+extern "C" __global__ void in_apply_h8(const H8* x, const float* ss, H8* y, long long total8,
+                                       int hw8, int relu) {
+    in_apply_h8_impl<false>(x, ss, nullptr, y, total8, hw8, relu);
+}
+// The residual blocks' second norm and the skip connection in one pass: y = res + norm(x).
+extern "C" __global__ void in_apply_add_h8(const H8* x, const float* ss, const H8* res, H8* y,
+                                           long long total8, int hw8, int relu) {
+    in_apply_h8_impl<true>(x, ss, res, y, total8, hw8, relu);
 }
 
 // Backward sums per plane: sums[p] = (Σx, Σx², Σg', Σg'·x), g' = g masked by the ReLU. The

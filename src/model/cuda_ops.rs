@@ -23,6 +23,17 @@ pub fn available(x: &Tensor) -> bool {
     cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && enabled_by_env()
 }
 
+/// Whether [`remap`] and [`instance_norm`] run `x`: as [`available`], and also for f16 tensors
+/// outside autograd (half-precision inference; those ops have no f16 backward).
+pub fn available_for_inference(x: &Tensor) -> bool {
+    available(x)
+        || (cfg!(feature = "cuda")
+            && x.device().is_cuda()
+            && x.dtype() == DType::F16
+            && !x.track_op()
+            && enabled_by_env())
+}
+
 fn enabled_by_env() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("ATELIER_FUSED").map_or(true, |v| v != "0"))
@@ -45,7 +56,47 @@ pub fn remap(x: &Tensor, pad: usize, up: usize) -> Result<Tensor> {
             h.min(w) * up
         );
     }
-    x.contiguous()?.apply_op1(Remap { pad, up })
+    x.contiguous()?.apply_op1(Remap {
+        pad,
+        up,
+        edge: false,
+    })
+}
+
+/// Replication padding by `pad` of `x` `(N, C, H, W)` (inference only: no gradient).
+pub fn edge_pad(x: &Tensor, pad: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&Remap {
+        pad,
+        up: 1,
+        edge: true,
+    })
+}
+
+/// Reflection padding by `pad`, then space to depth by 2: `(N, C, H, W)` → `(N, 4C, ⌈(H+2p)/2⌉,
+/// ⌈(W+2p)/2⌉)`, channel `4c + 2a + b` holding the padded pixels `(2r + a, 2s + b)` of channel
+/// `c` (zero past the padded image). Inference only.
+pub fn reflect_pad_s2d(x: &Tensor, pad: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if pad >= h || pad >= w {
+        candle_core::bail!(
+            "reflection padding {pad} needs a dimension larger than {}",
+            h.min(w)
+        );
+    }
+    if n * c > 65535 {
+        candle_core::bail!("reflect_pad_s2d: {n}×{c} planes exceed one launch");
+    }
+    x.contiguous()?.apply_op1_no_bwd(&PadS2d { pad })
+}
+
+/// Depth to space by 2: `(N, 4C, H, W)` → `(N, C, 2H, 2W)`, output channel `c` at
+/// `(2i + a, 2j + b)` taken from input channel `4c + 2a + b` at `(i, j)` (inference only).
+pub fn depth_to_space2(x: &Tensor) -> Result<Tensor> {
+    let (_, c4, _, _) = x.dims4()?;
+    if c4 % 4 != 0 {
+        candle_core::bail!("depth_to_space2: {c4} channels are not a multiple of 4");
+    }
+    x.contiguous()?.apply_op1_no_bwd(&DepthToSpace)
 }
 
 /// 2×2 max pooling with stride 2 of `x` `(N, C, H, W)`; gradients go to each window's first
@@ -76,6 +127,16 @@ pub fn instance_norm(
     if gamma.elem_count() != c || beta.elem_count() != c {
         candle_core::bail!("instance_norm: affine parameters do not have {c} channels");
     }
+    // The kernels take f32 affine parameters: f16 models are converted here (a few hundred
+    // values), and f16 inputs are inference only, so there is no gradient to route back.
+    let (gamma, beta) = if x.dtype() == DType::F16 {
+        if gamma.track_op() || beta.track_op() {
+            candle_core::bail!("instance_norm: f16 runs inference only");
+        }
+        (gamma.to_dtype(DType::F32)?, beta.to_dtype(DType::F32)?)
+    } else {
+        (gamma.clone(), beta.clone())
+    };
     if n * c > 65535 {
         candle_core::bail!("instance_norm: {n}×{c} planes exceed one launch");
     }
@@ -84,6 +145,37 @@ pub fn instance_norm(
         &beta.contiguous()?,
         InstanceNormOp { eps, relu },
     )
+}
+
+/// `residual + instance_norm(x)` without ReLU in one pass (the residual blocks' second norm
+/// and skip connection), for f16 inference; `params` is `[γ; β]` in f32. `None` where this
+/// fused path does not apply (other dtypes, plane sizes not a multiple of 8): the caller
+/// composes the two steps instead.
+pub fn instance_norm_add(
+    x: &Tensor,
+    params: &Tensor,
+    eps: f64,
+    residual: &Tensor,
+) -> Result<Option<Tensor>> {
+    let (n, c, h, w) = x.dims4()?;
+    let fits = available_for_inference(x)
+        && x.dtype() == DType::F16
+        && residual.dtype() == DType::F16
+        && residual.dims() == x.dims()
+        && params.dtype() == DType::F32
+        && params.elem_count() == 2 * c
+        && (h * w).is_multiple_of(8)
+        && n * c <= 65535;
+    if !fits {
+        return Ok(None);
+    }
+    x.contiguous()?
+        .apply_op3_no_bwd(
+            &params.contiguous()?,
+            &residual.contiguous()?,
+            &InstanceNormAddOp { eps },
+        )
+        .map(Some)
 }
 
 /// One Adam step for the CUDA f32 parameter `p` with gradient `g`, updating `p` and the
@@ -188,6 +280,37 @@ impl candle_core::InplaceOp3 for AdamUpdate {
 struct Remap {
     pad: usize,
     up: usize,
+    /// Replication instead of reflection (forward only).
+    edge: bool,
+}
+
+struct DepthToSpace;
+
+struct PadS2d {
+    pad: usize,
+}
+
+impl CustomOp1 for PadS2d {
+    fn name(&self) -> &'static str {
+        "atelier-pad-s2d"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l)?;
+        let (sh, sw) = (
+            (h + 2 * self.pad).div_ceil(2),
+            (w + 2 * self.pad).div_ceil(2),
+        );
+        let out = gpu::pad_s2d(s, l, n * c, (h, w), self.pad, (sh, sw))?;
+        Ok((out, Shape::from((n, 4 * c, sh, sw))))
+    }
 }
 
 struct RemapBwd {
@@ -205,6 +328,45 @@ struct ReluBwd;
 struct InstanceNormOp {
     eps: f64,
     relu: bool,
+}
+
+/// Inputs `(x, [γ; β], residual)`; output `residual + norm(x)` (inference only).
+struct InstanceNormAddOp {
+    eps: f64,
+}
+
+impl CustomOp3 for InstanceNormAddOp {
+    fn name(&self) -> &'static str {
+        "atelier-instance-norm-add"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1)?;
+        if !l1.start_offset().is_multiple_of(8) || !l3.start_offset().is_multiple_of(8) {
+            candle_core::bail!("instance_norm_add: operands must start on 16-byte boundaries");
+        }
+        let out = gpu::instance_norm_add_h8((s1, l1), (s2, l2), (s3, l3), (n, c, h * w), self.eps)?;
+        Ok((out, l1.shape().clone()))
+    }
 }
 
 /// Inputs `(x, dy, [γ; β])`; output `dx` followed by `dγ` and `dβ`, flat.
@@ -228,7 +390,11 @@ impl CustomOp1 for Remap {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let (n, c, h, w) = dims4(l)?;
         let (oh, ow) = (h * self.up + 2 * self.pad, w * self.up + 2 * self.pad);
-        let out = gpu::remap(s, l, n * c, h, w, self.pad, self.up, false)?;
+        let out = if self.edge {
+            gpu::edge_pad(s, l, n * c, h, w, self.pad)?
+        } else {
+            gpu::remap(s, l, n * c, h, w, self.pad, self.up, false)?
+        };
         Ok((out, Shape::from((n, c, oh, ow))))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -240,6 +406,25 @@ impl CustomOp1 for Remap {
             w,
         };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+impl CustomOp1 for DepthToSpace {
+    fn name(&self) -> &'static str {
+        "atelier-depth-to-space"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c4, h, w) = dims4(l)?;
+        let out = gpu::depth_to_space2(s, l, n * c4 / 4, h, w)?;
+        Ok((out, Shape::from((n, c4 / 4, 2 * h, 2 * w))))
     }
 }
 
@@ -486,10 +671,13 @@ impl CustomOp3 for InstanceNormBwd {
 
 #[cfg(feature = "cuda")]
 mod gpu {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::DeviceRepr;
     use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
-    use candle_core::cuda_backend::WrapErr;
-    use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+    use candle_core::cuda_backend::{CudaDType, WrapErr};
+    use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result};
+    use half::f16;
 
     const SRC: &str = include_str!("cuda_ops.cu");
     const THREADS: u32 = 256;
@@ -519,10 +707,23 @@ mod gpu {
     }
 
     fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
+        view_as::<f32>(s, l)
+    }
+
+    fn view_as<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
         if !l.is_contiguous() {
             candle_core::bail!("atelier CUDA kernels need contiguous inputs");
         }
-        Ok(s.as_cuda_slice::<f32>()?.slice(l.start_offset()..))
+        Ok(s.as_cuda_slice::<T>()?.slice(l.start_offset()..))
+    }
+
+    /// The kernel for `s`'s dtype: `name` for f32, `name_h` for f16 (forward passes only).
+    fn kernel_for(s: &CudaStorage, name: &'static str, half: &'static str) -> Result<bool> {
+        match s.dtype() {
+            DType::F32 => Ok(false),
+            DType::F16 if !half.is_empty() => Ok(true),
+            other => candle_core::bail!("{name}: no kernel for {other:?}"),
+        }
     }
 
     /// A grid-stride launch over `total` elements.
@@ -531,6 +732,23 @@ mod gpu {
             grid_dim: (
                 total.div_ceil(THREADS as usize).clamp(1, 1 << 16) as u32,
                 1,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// Forward copies over `planes` output planes of `hw` elements: one grid row per plane
+    /// (32-bit index arithmetic in the kernel) when the planes fit the grid's y dimension.
+    fn planar(planes: usize, hw: usize) -> LaunchConfig {
+        if !(2..=65535).contains(&planes) || hw > i32::MAX as usize {
+            return flat(planes * hw);
+        }
+        LaunchConfig {
+            grid_dim: (
+                hw.div_ceil(THREADS as usize).clamp(1, 1 << 12) as u32,
+                planes as u32,
                 1,
             ),
             block_dim: (THREADS, 1, 1),
@@ -548,7 +766,7 @@ mod gpu {
     }
 
     macro_rules! launch {
-        ($dev:expr, $name:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        ($dev:expr, $name:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
             let func = $dev.get_or_load_custom_func($name, "atelier_ops", ptx()?)?;
             let mut b = func.builder();
             $( b.arg($arg); )*
@@ -572,43 +790,152 @@ mod gpu {
         up: usize,
         backward: bool,
     ) -> Result<CudaStorage> {
+        let half = kernel_for(s, "remap", if backward { "" } else { "remap_fwd_h" })?;
+        let geom = (h, w, pad, up, false);
+        if half {
+            remap_t::<f16>(s, l, planes, geom, "remap_fwd_h")
+        } else if backward {
+            remap_t::<f32>(s, l, planes, geom, "remap_bwd")
+        } else {
+            remap_t::<f32>(s, l, planes, geom, "remap_fwd")
+        }
+    }
+
+    pub fn edge_pad(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        h: usize,
+        w: usize,
+        pad: usize,
+    ) -> Result<CudaStorage> {
+        if kernel_for(s, "edge_pad", "remap_fwd_h")? {
+            remap_t::<f16>(s, l, planes, (h, w, pad, 1, true), "remap_fwd_h")
+        } else {
+            remap_t::<f32>(s, l, planes, (h, w, pad, 1, true), "remap_fwd")
+        }
+    }
+
+    fn remap_t<T: CudaDType + DeviceRepr>(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        (h, w, pad, up, edge): (usize, usize, usize, usize, bool),
+        kernel: &'static str,
+    ) -> Result<CudaStorage> {
         let d = dev(s);
-        let src = view(s, l)?;
+        let src = view_as::<T>(s, l)?;
+        let backward = kernel == "remap_bwd";
         let total = if backward {
             planes * h * w
         } else {
             planes * (h * up + 2 * pad) * (w * up + 2 * pad)
         };
-        let out = unsafe { d.alloc::<f32>(total)? };
+        let out = unsafe { d.alloc::<T>(total)? };
         let (p, h, w, pad, up) = (planes as i64, h as i32, w as i32, pad as i32, up as i32);
         if backward {
-            launch!(
-                d,
-                "remap_bwd",
-                flat(total),
-                &src,
-                &out,
-                &p,
-                &h,
-                &w,
-                &pad,
-                &up
-            );
+            launch!(d, kernel, flat(total), &src, &out, &p, &h, &w, &pad, &up);
         } else {
+            let edge = edge as i32;
             launch!(
                 d,
-                "remap_fwd",
-                flat(total),
+                kernel,
+                planar(planes, total / planes.max(1)),
                 &src,
                 &out,
                 &p,
                 &h,
                 &w,
                 &pad,
-                &up
+                &up,
+                &edge
             );
         }
-        Ok(CudaStorage::wrap_cuda_slice(out, d))
+        Ok(T::wrap_cuda_slice(out, d))
+    }
+
+    pub fn pad_s2d(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        (h, w): (usize, usize),
+        pad: usize,
+        (sh, sw): (usize, usize),
+    ) -> Result<CudaStorage> {
+        if kernel_for(s, "pad_s2d", "pad_s2d_h")? {
+            pad_s2d_t::<f16>(s, l, planes, (h, w), pad, (sh, sw), "pad_s2d_h")
+        } else {
+            pad_s2d_t::<f32>(s, l, planes, (h, w), pad, (sh, sw), "pad_s2d")
+        }
+    }
+
+    fn pad_s2d_t<T: CudaDType + DeviceRepr>(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        (h, w): (usize, usize),
+        pad: usize,
+        (sh, sw): (usize, usize),
+        kernel: &'static str,
+    ) -> Result<CudaStorage> {
+        let d = dev(s);
+        let src = view_as::<T>(s, l)?;
+        let per_plane = 4 * sh * sw;
+        let out = unsafe { d.alloc::<T>(planes * per_plane)? };
+        let cfg = LaunchConfig {
+            grid_dim: (
+                per_plane.div_ceil(THREADS as usize).clamp(1, 1 << 12) as u32,
+                planes as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (h, w, pad) = (h as i32, w as i32, pad as i32);
+        launch!(d, kernel, cfg, &src, &out, &h, &w, &pad);
+        Ok(T::wrap_cuda_slice(out, d))
+    }
+
+    /// `planes` output planes of `2h`×`2w` from `4·planes` input planes of `h`×`w`.
+    pub fn depth_to_space2(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<CudaStorage> {
+        let half = kernel_for(s, "depth_to_space2", "d2s_h")?;
+        if half {
+            d2s_t::<f16>(s, l, planes, h, w, "d2s_h")
+        } else {
+            d2s_t::<f32>(s, l, planes, h, w, "d2s")
+        }
+    }
+
+    fn d2s_t<T: CudaDType + DeviceRepr>(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        h: usize,
+        w: usize,
+        kernel: &'static str,
+    ) -> Result<CudaStorage> {
+        let d = dev(s);
+        let src = view_as::<T>(s, l)?;
+        let total = planes * 4 * h * w;
+        let out = unsafe { d.alloc::<T>(total)? };
+        let (p, h, w) = (planes as i64, h as i32, w as i32);
+        launch!(
+            d,
+            kernel,
+            planar(planes, total / planes.max(1)),
+            &src,
+            &out,
+            &p,
+            &h,
+            &w
+        );
+        Ok(T::wrap_cuda_slice(out, d))
     }
 
     pub fn maxpool2_fwd(
@@ -739,23 +1066,155 @@ mod gpu {
         Ok(())
     }
 
+    /// `gamma` and `beta` are f32 whatever `x`'s dtype (f32, or f16 for inference).
     pub fn instance_norm(
+        x: Operand,
+        gamma: Operand,
+        beta: Operand,
+        shape: (usize, usize, usize),
+        eps: f64,
+        relu: bool,
+    ) -> Result<CudaStorage> {
+        if kernel_for(x.0, "instance_norm", "in_apply_h")? {
+            if shape.2.is_multiple_of(8) && x.1.start_offset().is_multiple_of(8) {
+                return instance_norm_h8(x, gamma, beta, shape, eps, relu);
+            }
+            instance_norm_t::<f16>(
+                x,
+                gamma,
+                beta,
+                shape,
+                eps,
+                relu,
+                ["in_stats_h", "in_apply_h"],
+            )
+        } else {
+            instance_norm_t::<f32>(x, gamma, beta, shape, eps, relu, ["in_stats", "in_apply"])
+        }
+    }
+
+    /// f16 planes of a multiple of 8 values: 16-byte loads and stores, and the moments turned
+    /// into one scale and shift per plane before the element pass.
+    fn instance_norm_h8(
+        (sx, lx): Operand,
+        (sg, lg): Operand,
+        (sb, lb): Operand,
+        shape: (usize, usize, usize),
+        eps: f64,
+        relu: bool,
+    ) -> Result<CudaStorage> {
+        let (gamma, beta) = (view(sg, lg)?, view(sb, lb)?);
+        norm_h8((sx, lx), &gamma, &beta, None, shape, eps, relu)
+    }
+
+    /// `residual + norm(x)` (no ReLU), f16, planes of a multiple of 8; `params` is `[γ; β]`.
+    pub fn instance_norm_add_h8(
+        x: Operand,
+        (sp, lp): Operand,
+        res: Operand,
+        shape: (usize, usize, usize),
+        eps: f64,
+    ) -> Result<CudaStorage> {
+        let c = shape.1;
+        let params = view(sp, lp)?;
+        let (gamma, beta) = (params.slice(..c), params.slice(c..2 * c));
+        norm_h8(x, &gamma, &beta, Some(res), shape, eps, false)
+    }
+
+    fn norm_h8(
+        (sx, lx): Operand,
+        gamma: &CudaView<f32>,
+        beta: &CudaView<f32>,
+        residual: Option<Operand>,
+        (n, c, hw): (usize, usize, usize),
+        eps: f64,
+        relu: bool,
+    ) -> Result<CudaStorage> {
+        let d = dev(sx);
+        let x = view_as::<f16>(sx, lx)?;
+        let (planes, total) = (n * c, n * c * hw);
+        let stats = d.alloc_zeros::<f64>(2 * planes)?;
+        let ss = unsafe { d.alloc::<f32>(2 * planes)? };
+        let out = unsafe { d.alloc::<f16>(total)? };
+        let (hw8, chunk8) = ((hw / 8) as i32, (CHUNK / 8) as i32);
+        launch!(
+            d,
+            "in_stats_h8",
+            per_plane(planes, hw),
+            &x,
+            &stats,
+            &hw8,
+            &chunk8
+        );
+        let (planes_i, c_i, hw_i) = (planes as i32, c as i32, hw as i32);
+        let cfg = LaunchConfig {
+            grid_dim: (planes.div_ceil(128) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            d,
+            "in_scale_shift",
+            cfg,
+            &stats,
+            gamma,
+            beta,
+            &ss,
+            &planes_i,
+            &c_i,
+            &hw_i,
+            &eps
+        );
+        let (t8, relu_i) = ((total / 8) as i64, relu as i32);
+        match residual {
+            Some((sr, lr)) => {
+                let res = view_as::<f16>(sr, lr)?;
+                launch!(
+                    d,
+                    "in_apply_add_h8",
+                    flat(total / 8),
+                    &x,
+                    &ss,
+                    &res,
+                    &out,
+                    &t8,
+                    &hw8,
+                    &relu_i
+                );
+            }
+            None => launch!(
+                d,
+                "in_apply_h8",
+                flat(total / 8),
+                &x,
+                &ss,
+                &out,
+                &t8,
+                &hw8,
+                &relu_i
+            ),
+        }
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    fn instance_norm_t<T: CudaDType + DeviceRepr>(
         (sx, lx): Operand,
         (sg, lg): Operand,
         (sb, lb): Operand,
         (n, c, hw): (usize, usize, usize),
         eps: f64,
         relu: bool,
+        [stats_kernel, apply_kernel]: [&'static str; 2],
     ) -> Result<CudaStorage> {
         let d = dev(sx);
-        let (x, gamma, beta) = (view(sx, lx)?, view(sg, lg)?, view(sb, lb)?);
+        let (x, gamma, beta) = (view_as::<T>(sx, lx)?, view(sg, lg)?, view(sb, lb)?);
         let (planes, total) = (n * c, n * c * hw);
         let stats = d.alloc_zeros::<f64>(2 * planes)?;
-        let out = unsafe { d.alloc::<f32>(total)? };
+        let out = unsafe { d.alloc::<T>(total)? };
         let (hw_i, chunk) = (hw as i32, CHUNK as i32);
         launch!(
             d,
-            "in_stats",
+            stats_kernel,
             per_plane(planes, hw),
             &x,
             &stats,
@@ -765,7 +1224,7 @@ mod gpu {
         let (t, c_i, relu_i) = (total as i64, c as i32, relu as i32);
         launch!(
             d,
-            "in_apply",
+            apply_kernel,
             flat(total),
             &x,
             &stats,
@@ -778,7 +1237,7 @@ mod gpu {
             &eps,
             &relu_i
         );
-        Ok(CudaStorage::wrap_cuda_slice(out, d))
+        Ok(T::wrap_cuda_slice(out, d))
     }
 
     pub fn instance_norm_bwd(
@@ -869,7 +1328,13 @@ mod tests {
     #[test]
     fn kernels_compile() {
         let ptx = super::gpu::ptx_for_tests().unwrap();
-        for name in ["remap_fwd", "in_bwd_params", "maxpool2_bwd"] {
+        for name in [
+            "remap_fwd",
+            "remap_fwd_h",
+            "in_apply_h",
+            "in_bwd_params",
+            "maxpool2_bwd",
+        ] {
             assert!(ptx.contains(name), "{name} missing from the PTX");
         }
     }

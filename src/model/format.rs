@@ -4,7 +4,7 @@
 //! the network's parameters are stored by name in PyTorch layout (f32, f16 or bf16);
 //! an optional PNG thumbnail rides along as a `u8` tensor.
 
-use super::{StyleNet, Variant};
+use super::{Precision, StyleNet, Variant};
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -120,13 +120,27 @@ impl StyleModel {
     }
 
     /// Builds the network on `device`.
+    /// The network on `device` at the precision that is best there ([`Precision::auto`]).
     pub fn build(&self, device: &Device) -> Result<StyleNet> {
+        self.build_with(device, Precision::auto(self.meta.variant, device))
+    }
+
+    pub fn build_with(&self, device: &Device, precision: Precision) -> Result<StyleNet> {
+        if !precision.supported(self.meta.variant, device) {
+            return Err(Error::Invalid(format!(
+                "{} inference of {} networks is not available on {}",
+                precision.as_str(),
+                self.meta.variant,
+                crate::device::describe(device)
+            )));
+        }
+        let dtype = precision.dtype();
         let on_device = self
             .params
             .iter()
-            .map(|(k, v)| Ok((k.clone(), v.to_device(device)?)))
+            .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?.to_device(device)?)))
             .collect::<Result<HashMap<_, _>>>()?;
-        let vb = VarBuilder::from_tensors(on_device, DType::F32, device);
+        let vb = VarBuilder::from_tensors(on_device, dtype, device);
         Ok(StyleNet::new(self.meta.variant, vb)?)
     }
 

@@ -14,14 +14,16 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-/// Whether [`conv2d`] runs `x ⋆ w` on this build and device: cuDNN builds, CUDA, f32, and not
+/// Whether [`conv2d`] runs `x ⋆ w` on this build and device: cuDNN builds, CUDA, f32 (or f16
+/// outside autograd: half-precision inference, tensor cores with f32 accumulation), and not
 /// switched off with `ATELIER_CUDNN=0` (for comparisons with candle's own conv).
 pub fn available(x: &Tensor, w: &Tensor) -> bool {
-    cfg!(feature = "cudnn")
-        && x.device().is_cuda()
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && enabled_by_env()
+    let dtypes_ok = match (x.dtype(), w.dtype()) {
+        (DType::F32, DType::F32) => true,
+        (DType::F16, DType::F16) => !x.track_op() && !w.track_op(),
+        _ => false,
+    };
+    cfg!(feature = "cudnn") && x.device().is_cuda() && dtypes_ok && enabled_by_env()
 }
 
 fn enabled_by_env() -> bool {
@@ -349,16 +351,20 @@ mod cudnn {
 #[cfg(feature = "cudnn")]
 mod cudnn {
     //! Plans (descriptors + the algorithm cuDNN measured fastest) cached per thread and shape.
+    use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::cudnn::sys;
-    use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
-    use candle_core::cuda_backend::{CudaDevice, DeviceId};
-    use candle_core::{CudaStorage, Layout, Result};
+    use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr};
+    use candle_core::cuda_backend::{CudaDType, CudaDevice, DeviceId};
+    use candle_core::{CudaStorage, DType, Layout, Result};
+    use half::f16;
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::ffi::c_void;
 
     /// Largest workspace an algorithm may ask for; slower algorithms that fit are used instead.
     const WORKSPACE_LIMIT: usize = 1 << 30;
+    /// The same for half-precision inference, which is meant to stay within about 2 GB at 4K.
+    const WORKSPACE_LIMIT_HALF: usize = 256 << 20;
 
     #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
     pub enum Pass {
@@ -377,6 +383,7 @@ mod cudnn {
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     struct Key {
         device: DeviceId,
+        half: bool,
         pass: Pass,
         x: [usize; 4],
         w: [usize; 4],
@@ -466,9 +473,30 @@ mod cudnn {
         d.map(|v| v as i32)
     }
 
-    fn make_plan(h: sys::cudnnHandle_t, key: &Key) -> Result<Plan> {
+    impl Key {
+        fn workspace_limit(&self) -> usize {
+            if self.half {
+                WORKSPACE_LIMIT_HALF
+            } else {
+                WORKSPACE_LIMIT
+            }
+        }
+    }
+
+    /// Device pointers of one call: the two operands and the output.
+    #[derive(Clone, Copy)]
+    struct Ptrs {
+        a: *const c_void,
+        b: *const c_void,
+        out: *mut c_void,
+    }
+
+    fn make_plan(dev: &CudaDevice, h: sys::cudnnHandle_t, key: &Key, ptrs: Ptrs) -> Result<Plan> {
         use sys::cudnnDataType_t::CUDNN_DATA_FLOAT as F32;
+        use sys::cudnnDataType_t::CUDNN_DATA_HALF as F16;
         use sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW as NCHW;
+        // f16 tensors with f32 arithmetic ("pseudo-half"), which the tensor cores run.
+        let io = if key.half { F16 } else { F32 };
         let [n, c, hh, ww] = i32s(key.x);
         let [o, _, kh, kw] = i32s(key.w);
         let (s, pad) = (key.p.stride as i32, key.p.pad as i32);
@@ -495,15 +523,15 @@ mod cudnn {
                 "descriptor",
             )?;
             check(
-                sys::cudnnSetTensor4dDescriptor(plan.x, NCHW, F32, n, c, hh, ww),
+                sys::cudnnSetTensor4dDescriptor(plan.x, NCHW, io, n, c, hh, ww),
                 "x descriptor",
             )?;
             check(
-                sys::cudnnSetTensor4dDescriptor(plan.y, NCHW, F32, n, o, oh, ow),
+                sys::cudnnSetTensor4dDescriptor(plan.y, NCHW, io, n, o, oh, ow),
                 "y descriptor",
             )?;
             check(
-                sys::cudnnSetFilter4dDescriptor(plan.w, F32, NCHW, o, c, kh, kw),
+                sys::cudnnSetFilter4dDescriptor(plan.w, io, NCHW, o, c, kh, kw),
                 "w descriptor",
             )?;
             check(
@@ -520,77 +548,104 @@ mod cudnn {
                 ),
                 "conv descriptor",
             )?;
+            let math = if key.half {
+                sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH
+            } else {
+                math_type()
+            };
             check(
-                sys::cudnnSetConvolutionMathType(plan.conv, math_type()),
+                sys::cudnnSetConvolutionMathType(plan.conv, math),
                 "math type",
             )?;
         }
-        // Benchmark every algorithm once; keep the fastest whose workspace fits.
+        let limit = key.workspace_limit();
+        // Benchmark every algorithm; keep the fastest whose workspace fits. Twice: CUDA loads
+        // kernels lazily, so in the first search each candidate's first launch pays for loading
+        // its module, which made the search pick cuDNN's generic kernels over tensor-core ones
+        // 25× faster (seen on the H100, differently from one process to the next).
+        const SEARCHES: usize = 2;
         let mut count = 0;
         let (algo, workspace, math) = unsafe {
             match key.pass {
                 Pass::Forward => {
+                    // The Ex search runs in a workspace we give it, so trying the algorithms
+                    // never needs more memory than running the chosen one may use (the plain
+                    // search allocates whatever each candidate asks for).
+                    let mut ws = dev.alloc::<u8>(limit)?;
+                    let stream = dev.cuda_stream();
+                    let (pw, _gw) = ws.device_ptr_mut(&stream);
                     let mut perf = [std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>(); 16];
-                    check(
-                        sys::cudnnFindConvolutionForwardAlgorithm(
-                            h,
-                            plan.x,
-                            plan.w,
-                            plan.conv,
-                            plan.y,
-                            perf.len() as i32,
-                            &mut count,
-                            perf.as_mut_ptr(),
-                        ),
-                        "find forward algorithm",
-                    )?;
+                    for _ in 0..SEARCHES {
+                        check(
+                            sys::cudnnFindConvolutionForwardAlgorithmEx(
+                                h,
+                                plan.x,
+                                ptrs.a,
+                                plan.w,
+                                ptrs.b,
+                                plan.conv,
+                                plan.y,
+                                ptrs.out,
+                                perf.len() as i32,
+                                &mut count,
+                                perf.as_mut_ptr(),
+                                pw as *mut c_void,
+                                limit,
+                            ),
+                            "find forward algorithm",
+                        )?;
+                    }
                     let p = perf[..count as usize]
                         .iter()
-                        .find(|p| ok(p.status) && p.memory <= WORKSPACE_LIMIT)
+                        .find(|p| ok(p.status) && p.memory <= limit)
                         .ok_or_else(|| no_algo(key))?;
                     (Algo::Fwd(p.algo), p.memory, p.mathType)
                 }
                 Pass::BackwardData => {
                     let mut perf =
                         [std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>(); 16];
-                    check(
-                        sys::cudnnFindConvolutionBackwardDataAlgorithm(
-                            h,
-                            plan.w,
-                            plan.y,
-                            plan.conv,
-                            plan.x,
-                            perf.len() as i32,
-                            &mut count,
-                            perf.as_mut_ptr(),
-                        ),
-                        "find backward-data algorithm",
-                    )?;
+                    for _ in 0..SEARCHES {
+                        check(
+                            sys::cudnnFindConvolutionBackwardDataAlgorithm(
+                                h,
+                                plan.w,
+                                plan.y,
+                                plan.conv,
+                                plan.x,
+                                perf.len() as i32,
+                                &mut count,
+                                perf.as_mut_ptr(),
+                            ),
+                            "find backward-data algorithm",
+                        )?;
+                    }
                     let p = perf[..count as usize]
                         .iter()
-                        .find(|p| ok(p.status) && p.memory <= WORKSPACE_LIMIT)
+                        .find(|p| ok(p.status) && p.memory <= limit)
                         .ok_or_else(|| no_algo(key))?;
                     (Algo::Data(p.algo), p.memory, p.mathType)
                 }
                 Pass::BackwardFilter => {
                     let mut perf =
                         [std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>(); 16];
-                    check(
-                        sys::cudnnFindConvolutionBackwardFilterAlgorithm(
-                            h,
-                            plan.x,
-                            plan.y,
-                            plan.conv,
-                            plan.w,
-                            perf.len() as i32,
-                            &mut count,
-                            perf.as_mut_ptr(),
-                        ),
-                        "find backward-filter algorithm",
-                    )?;
+                    for _ in 0..SEARCHES {
+                        check(
+                            sys::cudnnFindConvolutionBackwardFilterAlgorithm(
+                                h,
+                                plan.x,
+                                plan.y,
+                                plan.conv,
+                                plan.w,
+                                perf.len() as i32,
+                                &mut count,
+                                perf.as_mut_ptr(),
+                            ),
+                            "find backward-filter algorithm",
+                        )?;
+                    }
                     let p = perf[..count as usize]
                         .iter()
-                        .find(|p| ok(p.status) && p.memory <= WORKSPACE_LIMIT)
+                        .find(|p| ok(p.status) && p.memory <= limit)
                         .ok_or_else(|| no_algo(key))?;
                     (Algo::Filter(p.algo), p.memory, p.mathType)
                 }
@@ -625,7 +680,7 @@ mod cudnn {
             key.x,
             key.w,
             key.p,
-            WORKSPACE_LIMIT >> 20
+            key.workspace_limit() >> 20
         ))
     }
 
@@ -641,38 +696,71 @@ mod cudnn {
     ) -> Result<CudaStorage> {
         let dev = s1.device.clone();
         let h = handle(&dev)?;
+        let half = match (s1.dtype(), s2.dtype()) {
+            (DType::F32, DType::F32) => false,
+            (DType::F16, DType::F16) => true,
+            (a, b) => candle_core::bail!("atelier-conv2d: no cuDNN conv for {a:?} with {b:?}"),
+        };
         let key = Key {
             device: dev.id(),
+            half,
             pass,
             x,
             w,
             p,
         };
-        let a = s1.as_cuda_slice::<f32>()?.slice(l1.start_offset()..);
-        let b = s2.as_cuda_slice::<f32>()?.slice(l2.start_offset()..);
         let out_len = match pass {
             Pass::Forward => x[0] * w[0] * p.out(x[2], w[2]) * p.out(x[3], w[3]),
             Pass::BackwardData => x.iter().product(),
             Pass::BackwardFilter => w.iter().product(),
         };
-        let mut out = unsafe { dev.alloc::<f32>(out_len)? };
+        if half {
+            run_typed::<f16>(&dev, h, &key, (s1, l1), (s2, l2), out_len)
+        } else {
+            run_typed::<f32>(&dev, h, &key, (s1, l1), (s2, l2), out_len)
+        }
+    }
+
+    fn run_typed<T: CudaDType + DeviceRepr>(
+        dev: &CudaDevice,
+        h: sys::cudnnHandle_t,
+        key: &Key,
+        (s1, l1): (&CudaStorage, &Layout),
+        (s2, l2): (&CudaStorage, &Layout),
+        out_len: usize,
+    ) -> Result<CudaStorage> {
+        let a = s1.as_cuda_slice::<T>()?.slice(l1.start_offset()..);
+        let b = s2.as_cuda_slice::<T>()?.slice(l2.start_offset()..);
+        let mut out = unsafe { dev.alloc::<T>(out_len)? };
+        let stream = dev.cuda_stream();
+        let (pa, _ga) = a.device_ptr(&stream);
+        let (pb, _gb) = b.device_ptr(&stream);
+        let (po, _go) = out.device_ptr_mut(&stream);
+        let ptrs = Ptrs {
+            a: pa as *const c_void,
+            b: pb as *const c_void,
+            out: po as *mut c_void,
+        };
         PLANS.with(|plans| -> Result<()> {
             let mut plans = plans.borrow_mut();
-            let plan = match plans.entry(key) {
+            let plan = match plans.entry(*key) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(make_plan(h, &key)?),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(make_plan(dev, h, key, ptrs)?)
+                }
             };
             let mut ws = unsafe { dev.alloc::<u8>(plan.workspace.max(1))? };
-            let stream = dev.cuda_stream();
-            let (pa, _ga) = a.device_ptr(&stream);
-            let (pb, _gb) = b.device_ptr(&stream);
-            let (po, _go) = out.device_ptr_mut(&stream);
             let (pw, _gw) = ws.device_ptr_mut(&stream);
+            // Scaling factors are f32 for f32 and for f16 data alike (cuDNN's rule).
             let (alpha, beta) = (1f32, 0f32);
             let alpha = &alpha as *const f32 as *const c_void;
             let beta = &beta as *const f32 as *const c_void;
-            let (pa, pb) = (pa as *const c_void, pb as *const c_void);
-            let (po, pw) = (po as *mut c_void, pw as *mut c_void);
+            let Ptrs {
+                a: pa,
+                b: pb,
+                out: po,
+            } = ptrs;
+            let pw = pw as *mut c_void;
             let status = unsafe {
                 match plan.algo {
                     Algo::Fwd(algo) => sys::cudnnConvolutionForward(
@@ -724,7 +812,8 @@ mod cudnn {
             };
             check(status, "convolution")
         })?;
-        Ok(CudaStorage::wrap_cuda_slice(out, dev))
+        drop((_ga, _gb, _go));
+        Ok(T::wrap_cuda_slice(out, dev.clone()))
     }
 }
 

@@ -3,6 +3,7 @@
 //! affine instance norm (ε = 1e-5), RGB 0..255 in and out. Parameter names match the
 //! PyTorch `state_dict`, so imported checkpoints load without renaming.
 
+use super::conv_rewrite::FastConv;
 use super::layers::{
     extend_to_min, reflect_pad, upsample2_reflect_pad, Conv, InstanceNorm, NormCtx,
 };
@@ -19,6 +20,8 @@ struct ConvLayer {
     conv: Conv,
     pad: usize,
     upsample: bool,
+    /// An equivalent, faster form for CUDA inference (see [`FastConv`]).
+    fast: Option<FastConv>,
 }
 
 impl ConvLayer {
@@ -30,20 +33,48 @@ impl ConvLayer {
         stride: usize,
         up: bool,
     ) -> Result<Self> {
+        let conv = Conv::new(&vb.pp("conv2d"), c_in, c_out, k, stride, true)?;
+        let pad = k / 2;
+        // Which rewrites pay was measured (H100, cuDNN 9.19, f16; see conv_rewrite.rs): not
+        // the 3-channel input conv, and the stride-2 one only for the 32-channel layer.
+        let fast = match (FastConv::applies(&conv.weight), up, k, stride) {
+            (true, true, 3, 1) => Some(FastConv::subpixel(&conv.weight)?),
+            (true, false, 3, 2) if c_in <= 32 => Some(FastConv::strided(&conv.weight)?),
+            (true, false, 9, 1) if c_in > 3 => Some(FastConv::blocked(&conv.weight)?),
+            _ => None,
+        };
         Ok(Self {
-            conv: Conv::new(&vb.pp("conv2d"), c_in, c_out, k, stride, true)?,
-            pad: k / 2,
+            conv,
+            pad,
             upsample: up,
+            fast,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let padded = if self.upsample {
-            upsample2_reflect_pad(x, self.pad)?
+        match (&self.fast, &self.conv.bias) {
+            (Some(f), Some(b)) => f.forward(x)?.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            (Some(f), None) => f.forward(x),
+            (None, _) => self.conv.forward(&self.pad(x)?),
+        }
+    }
+
+    /// For a conv whose output goes straight into an instance norm, which subtracts the
+    /// per-channel mean and with it any bias: the bias add (a full pass over the output)
+    /// is skipped where [`Conv::forward_before_norm`] allows.
+    fn forward_before_norm(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.fast {
+            Some(f) => f.forward(x),
+            None => self.conv.forward_before_norm(&self.pad(x)?),
+        }
+    }
+
+    fn pad(&self, x: &Tensor) -> Result<Tensor> {
+        if self.upsample {
+            upsample2_reflect_pad(x, self.pad)
         } else {
-            reflect_pad(x, self.pad)?
-        };
-        self.conv.forward(&padded)
+            reflect_pad(x, self.pad)
+        }
     }
 }
 
@@ -111,27 +142,37 @@ impl JohnsonNet {
     }
 
     /// Runs the network; `None` when the context stopped the pass early.
+    ///
+    /// Computes in the parameters' dtype (f16 for half-precision inference) and returns f32.
+    /// Each activation is dropped as soon as the next exists, so the peak is about two
+    /// activations rather than all of them (at 3840×2160 that is what keeps inference
+    /// within about 2 GB).
     pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> Result<Option<Tensor>> {
         let (_, _, h, w) = x.dims4()?;
-        let x = extend_to_min(x, MIN_SIDE)?;
-        let y = self.conv1.forward(&x)?;
-        let y = norm_or_stop!(ctx, 0, 1, y, self.in1, true);
-        let y = self.conv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 1, 2, y, self.in2, true);
-        let y = self.conv3.forward(&y)?;
-        let mut y = norm_or_stop!(ctx, 2, 4, y, self.in3, true);
+        let mut y = extend_to_min(&x.to_dtype(self.in1.weight.dtype())?, MIN_SIDE)?;
+        y = self.conv1.forward_before_norm(&y)?;
+        y = norm_or_stop!(ctx, 0, 1, y, self.in1, true);
+        y = self.conv2.forward_before_norm(&y)?;
+        y = norm_or_stop!(ctx, 1, 2, y, self.in2, true);
+        y = self.conv3.forward_before_norm(&y)?;
+        y = norm_or_stop!(ctx, 2, 4, y, self.in3, true);
         for (i, r) in self.res.iter().enumerate() {
-            let t = r.conv1.forward(&y)?;
-            let t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1, true);
-            let t = r.conv2.forward(&t)?;
-            let t = norm_or_stop!(ctx, 4 + 2 * i, 4, t, r.in2, false);
-            y = (y + t)?;
+            let mut t = r.conv1.forward_before_norm(&y)?;
+            t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1, true);
+            t = r.conv2.forward_before_norm(&t)?;
+            y = match ctx.norm_add(4 + 2 * i, 4, &t, &r.in2, &y)? {
+                Some(sum) => sum,
+                None => return Ok(None),
+            };
         }
-        let y = self.deconv1.forward(&y)?;
-        let y = norm_or_stop!(ctx, 13, 2, y, self.in4, true);
-        let y = self.deconv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 14, 1, y, self.in5, true);
-        let y = self.deconv3.forward(&y)?;
+        y = self.deconv1.forward_before_norm(&y)?;
+        y = norm_or_stop!(ctx, 13, 2, y, self.in4, true);
+        y = self.deconv2.forward_before_norm(&y)?;
+        y = norm_or_stop!(ctx, 14, 1, y, self.in5, true);
+        y = self.deconv3.forward(&y)?;
+        if y.dtype() == candle_core::DType::F16 {
+            y = y.to_dtype(candle_core::DType::F32)?;
+        }
         // Two stride-2 convs then two ×2 upsamplings round odd sizes up: crop back.
         Ok(Some(y.narrow(2, 0, h)?.narrow(3, 0, w)?))
     }

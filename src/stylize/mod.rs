@@ -6,7 +6,7 @@ pub mod thumbnail;
 pub mod tiling;
 
 use crate::model::layers::{stats_to_tensors, NormCtx, TemporalStats};
-use crate::model::{ModelMeta, StyleModel, StyleNet};
+use crate::model::{ModelMeta, Precision, StyleModel, StyleNet};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
@@ -90,9 +90,18 @@ pub struct Stylizer {
 }
 
 impl Stylizer {
+    /// The network at the best precision for `device` ([`Precision::auto`]).
     pub fn new(model: &StyleModel, device: &Device) -> Result<Self> {
+        Self::with_precision(model, device, Precision::auto(model.meta.variant, device))
+    }
+
+    pub fn with_precision(
+        model: &StyleModel,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
         Ok(Self {
-            net: model.build(device)?,
+            net: model.build_with(device, precision)?,
             device: device.clone(),
             meta: model.meta.clone(),
         })
@@ -249,6 +258,7 @@ impl Stylizer {
                     cancel: hooks.cancel,
                     cancelled: false,
                     temporal: None,
+                    timer: None,
                 };
                 self.net.forward_ctx(&x, &mut ctx)?;
                 if ctx.cancelled {
