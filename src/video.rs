@@ -492,11 +492,17 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
 }
 
 pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    use rayon::prelude::*;
     let sum: u64 = a
         .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(&x, &y)| x.abs_diff(y) as u64)
+        .par_chunks(1 << 16)
+        .zip(b.as_raw().par_chunks(1 << 16))
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(&x, &y)| x.abs_diff(y) as u64)
+                .sum::<u64>()
+        })
         .sum();
     sum as f64 / a.as_raw().len().max(1) as f64
 }

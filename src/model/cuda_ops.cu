@@ -337,6 +337,15 @@ extern "C" __global__ void in_stats_h8(const H8* x, double* stats, int hw8, int 
     }
 }
 
+// Mean and biased variance of each plane from its sums: out[p] = (mean, var).
+extern "C" __global__ void in_moments(const double* stats, float* out, int planes, int hw) {
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= planes) return;
+    const double m = stats[2 * p] / hw;
+    out[2 * p] = (float)m;
+    out[2 * p + 1] = (float)fmax(stats[2 * p + 1] / hw - m * m, 0.0);
+}
+
 // ss[p] = (γ·rstd, β − mean·γ·rstd): the norm as one multiply-add per element.
 extern "C" __global__ void in_scale_shift(const double* stats, const float* gamma,
                                          const float* beta, float* ss, int planes, int channels,

@@ -178,6 +178,38 @@ pub fn instance_norm_add(
         .map(Some)
 }
 
+/// Mean and biased variance of every plane of an f16 `x` `(N, C, H, W)`, as `(N, C, 2)` f32, in
+/// one pass (the instance norm's statistics kernel). `None` where the fast path does not apply.
+pub fn plane_moments(x: &Tensor) -> Result<Option<Tensor>> {
+    let (n, c, h, w) = x.dims4()?;
+    let fits = available_for_inference(x)
+        && x.dtype() == DType::F16
+        && (h * w).is_multiple_of(8)
+        && n * c <= 65535;
+    if !fits {
+        return Ok(None);
+    }
+    x.contiguous()?.apply_op1_no_bwd(&PlaneMoments).map(Some)
+}
+
+/// `max?(x · scale + shift)` per plane of an f16 `x`, with `ss` the `(N·C, 2)` f32 scales and
+/// shifts: an instance norm whose statistics came from elsewhere. `None` where the fast path
+/// does not apply.
+pub fn scale_shift(x: &Tensor, ss: &Tensor, relu: bool) -> Result<Option<Tensor>> {
+    let (n, c, h, w) = x.dims4()?;
+    let fits = available_for_inference(x)
+        && x.dtype() == DType::F16
+        && (h * w).is_multiple_of(8)
+        && ss.dtype() == DType::F32
+        && ss.elem_count() == 2 * n * c;
+    if !fits {
+        return Ok(None);
+    }
+    x.contiguous()?
+        .apply_op2_no_bwd(&ss.contiguous()?, &ScaleShift { relu })
+        .map(Some)
+}
+
 /// One Adam step for the CUDA f32 parameter `p` with gradient `g`, updating `p` and the
 /// moment estimates `m` and `v` in place (three kernels; candle's ops take about twelve). The
 /// arithmetic is the f32 arithmetic of [`crate::train::adam::Adam`]'s composed update. `m` and
@@ -328,6 +360,61 @@ struct ReluBwd;
 struct InstanceNormOp {
     eps: f64,
     relu: bool,
+}
+
+struct PlaneMoments;
+
+impl CustomOp1 for PlaneMoments {
+    fn name(&self) -> &'static str {
+        "atelier-plane-moments"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l)?;
+        let out = gpu::plane_moments_h8((s, l), n * c, h * w)?;
+        Ok((out, Shape::from((n, c, 2))))
+    }
+}
+
+struct ScaleShift {
+    relu: bool,
+}
+
+impl CustomOp2 for ScaleShift {
+    fn name(&self) -> &'static str {
+        "atelier-scale-shift"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(cuda_only(self.name()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1)?;
+        if !l1.start_offset().is_multiple_of(8) {
+            candle_core::bail!("scale_shift: the input must start on a 16-byte boundary");
+        }
+        let out = gpu::scale_shift_h8((s1, l1), (s2, l2), n * c * h * w, h * w, self.relu)?;
+        Ok((out, l1.shape().clone()))
+    }
 }
 
 /// Inputs `(x, [γ; β], residual)`; output `residual + norm(x)` (inference only).
@@ -1119,6 +1206,59 @@ mod gpu {
         let params = view(sp, lp)?;
         let (gamma, beta) = (params.slice(..c), params.slice(c..2 * c));
         norm_h8(x, &gamma, &beta, Some(res), shape, eps, false)
+    }
+
+    /// `(mean, var)` of each of `planes` f16 planes of `hw` values (a multiple of 8).
+    pub fn plane_moments_h8((sx, lx): Operand, planes: usize, hw: usize) -> Result<CudaStorage> {
+        let d = dev(sx);
+        let x = view_as::<f16>(sx, lx)?;
+        let stats = d.alloc_zeros::<f64>(2 * planes)?;
+        let out = unsafe { d.alloc::<f32>(2 * planes)? };
+        let (hw8, chunk8) = ((hw / 8) as i32, (CHUNK / 8) as i32);
+        launch!(
+            d,
+            "in_stats_h8",
+            per_plane(planes, hw),
+            &x,
+            &stats,
+            &hw8,
+            &chunk8
+        );
+        let (planes_i, hw_i) = (planes as i32, hw as i32);
+        let cfg = LaunchConfig {
+            grid_dim: (planes.div_ceil(128) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(d, "in_moments", cfg, &stats, &out, &planes_i, &hw_i);
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
+    }
+
+    /// `x · scale + shift` (then ReLU) per plane of `hw` values, `ss` holding the pairs.
+    pub fn scale_shift_h8(
+        (sx, lx): Operand,
+        (ss_s, ss_l): Operand,
+        total: usize,
+        hw: usize,
+        relu: bool,
+    ) -> Result<CudaStorage> {
+        let d = dev(sx);
+        let x = view_as::<f16>(sx, lx)?;
+        let ss = view(ss_s, ss_l)?;
+        let out = unsafe { d.alloc::<f16>(total)? };
+        let (t8, hw8, relu_i) = ((total / 8) as i64, (hw / 8) as i32, relu as i32);
+        launch!(
+            d,
+            "in_apply_h8",
+            flat(total / 8),
+            &x,
+            &ss,
+            &out,
+            &t8,
+            &hw8,
+            &relu_i
+        );
+        Ok(CudaStorage::wrap_cuda_slice(out, d))
     }
 
     fn norm_h8(

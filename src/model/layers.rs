@@ -430,6 +430,28 @@ impl InstanceNorm {
             }
             return super::cuda_ops::instance_norm(x, &self.weight, &self.bias, self.eps, relu);
         }
+        if let (Some((mean, var)), Some(p)) = (fixed, &self.params_f32) {
+            // Half-precision inference with statistics from outside (tiles, video): fold them
+            // and γ, β into one scale and shift per plane, applied in one pass.
+            let (n, c, _, _) = x.dims4()?;
+            let (gamma, beta) = (p.narrow(0, 0, c)?, p.narrow(0, c, c)?);
+            let mean = mean
+                .to_dtype(DType::F32)?
+                .broadcast_as((n, c, 1, 1))?
+                .flatten_all()?;
+            let var = var
+                .to_dtype(DType::F32)?
+                .broadcast_as((n, c, 1, 1))?
+                .flatten_all()?;
+            let gamma = gamma.unsqueeze(0)?.broadcast_as((n, c))?.flatten_all()?;
+            let beta = beta.unsqueeze(0)?.broadcast_as((n, c))?.flatten_all()?;
+            let scale = (gamma * (var + self.eps)?.sqrt()?.recip()?)?;
+            let shift = (beta - (&mean * &scale)?)?;
+            let ss = Tensor::stack(&[scale, shift], 1)?;
+            if let Some(y) = super::cuda_ops::scale_shift(x, &ss, relu)? {
+                return Ok(y);
+            }
+        }
         if x.dtype() == DType::F16 {
             // Half-precision inference with statistics from outside (tiles, video): the
             // composed ops below would sum millions of values in f16, so run them in f32.
@@ -771,6 +793,11 @@ impl NormCtx<'_> {
 /// Mean and biased variance over H×W for each image and channel: `(N, C, 1, 1)`.
 pub fn per_image_stats(x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
     let (n, c, h, w) = x.dims4()?;
+    if let Some(m) = super::cuda_ops::plane_moments(x)? {
+        let mean = m.narrow(2, 0, 1)?.reshape((n, c, 1, 1))?;
+        let var = m.narrow(2, 1, 1)?.reshape((n, c, 1, 1))?;
+        return Ok((mean, var));
+    }
     // Sums of millions of f16 values would lose most of their precision.
     let flat = x.reshape((n, c, h * w))?;
     let flat = if flat.dtype() == DType::F16 {

@@ -310,18 +310,25 @@ pub fn image_to_tensor(
     y1: u32,
     device: &Device,
 ) -> Result<Tensor> {
+    use rayon::prelude::*;
     let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
     let mut planes = vec![0f32; 3 * w * h];
     let (r, rest) = planes.split_at_mut(w * h);
     let (g, b) = rest.split_at_mut(w * h);
-    for (row, y) in (y0..y1).enumerate() {
-        let src = &img.as_raw()[((y as usize * img.width() as usize) + x0 as usize) * 3..][..w * 3];
-        for (i, px) in src.chunks_exact(3).enumerate() {
-            r[row * w + i] = px[0] as f32;
-            g[row * w + i] = px[1] as f32;
-            b[row * w + i] = px[2] as f32;
-        }
-    }
+    // Rows in parallel: a 1080p video frame is 2 million pixels per call.
+    r.par_chunks_mut(w.max(1))
+        .zip(g.par_chunks_mut(w.max(1)))
+        .zip(b.par_chunks_mut(w.max(1)))
+        .enumerate()
+        .for_each(|(row, ((r, g), b))| {
+            let y = y0 as usize + row;
+            let src = &img.as_raw()[(y * img.width() as usize + x0 as usize) * 3..][..w * 3];
+            for (i, px) in src.chunks_exact(3).enumerate() {
+                r[i] = px[0] as f32;
+                g[i] = px[1] as f32;
+                b[i] = px[2] as f32;
+            }
+        });
     Ok(Tensor::from_vec(planes, (1, 3, h, w), device)?)
 }
 
