@@ -171,3 +171,36 @@ fn model_files_round_trip_in_f32_and_f16() {
         }
     }
 }
+
+/// Half precision exists only where it is implemented (CUDA with cuDNN); elsewhere the choice is
+/// f32, and asking for f16 says why it cannot be had.
+#[test]
+fn half_precision_is_refused_where_it_is_not_implemented() {
+    use atelier::model::Precision;
+    let model = common::model(Variant::Johnson);
+    assert_eq!(
+        Precision::auto(Variant::Johnson, &Device::Cpu),
+        Precision::F32
+    );
+    assert!(!Precision::F16.supported(Variant::Fst, &Device::Cpu));
+    let err = Stylizer::with_precision(&model, &Device::Cpu, Precision::F16)
+        .err()
+        .expect("f16 on the CPU must be refused")
+        .to_string();
+    assert!(err.contains("f16") && err.contains("cpu"), "{err}");
+}
+
+/// The bench's quality check: PSNR on known images, and a device compared with itself.
+#[test]
+fn bench_quality_check_measures_psnr() {
+    use atelier::bench::{psnr, quality_against_cpu};
+    use atelier::model::Precision;
+    let a = image::RgbImage::from_pixel(8, 8, image::Rgb([10, 10, 10]));
+    let b = image::RgbImage::from_pixel(8, 8, image::Rgb([11, 11, 11]));
+    assert!(psnr(&a, &a).is_infinite());
+    assert!((psnr(&a, &b) - 48.13).abs() < 0.01, "{}", psnr(&a, &b));
+    let model = common::model(Variant::Johnson);
+    let q = quality_against_cpu(&model, &Device::Cpu, Precision::F32, &[photo(24, 16)]).unwrap();
+    assert_eq!(q.photos, 1);
+    assert!(q.min_psnr_db.is_infinite(), "{}", q.min_psnr_db);
+}
