@@ -24,6 +24,12 @@ __device__ __forceinline__ void st(unsigned short* p, float v) {
     *p = h;
 }
 
+// Source index along one axis of length n for output position o of remap_fwd.
+__device__ __forceinline__ int remap_src(int o, int n, int pad, int up, int edge) {
+    const int j = edge ? min(max(o - pad, 0), n * up - 1) : reflect(o - pad, n * up);
+    return j / up;
+}
+
 // y[p, i, j] = x[p, reflect(i - pad, h·up) / up, reflect(j - pad, w·up) / up]:
 // reflection padding (up = 1) or nearest ×2 upsampling then reflection padding (up = 2).
 // With `edge` set, the border is repeated instead of mirrored (replication padding).
@@ -40,15 +46,7 @@ __device__ void remap_fwd_impl(const T* x, T* y, long long planes, int h, int w,
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < oh * ow;
              i += gridDim.x * blockDim.x) {
             const int oy = i / ow, ox = i - oy * ow;
-            int sy, sx;
-            if (edge) {
-                sy = min(max(oy - pad, 0), h * up - 1) / up;
-                sx = min(max(ox - pad, 0), w * up - 1) / up;
-            } else {
-                sy = reflect(oy - pad, h * up) / up;
-                sx = reflect(ox - pad, w * up) / up;
-            }
-            yp[i] = xp[sy * w + sx];
+            yp[i] = xp[remap_src(oy, h, pad, up, edge) * w + remap_src(ox, w, pad, up, edge)];
         }
         return;
     }
@@ -57,15 +55,7 @@ __device__ void remap_fwd_impl(const T* x, T* y, long long planes, int h, int w,
         const long long t = i / ow;
         const int oy = t % oh;
         const long long p = t / oh;
-        int sy, sx;
-        if (edge) {
-            sy = min(max(oy - pad, 0), h * up - 1) / up;
-            sx = min(max(ox - pad, 0), w * up - 1) / up;
-        } else {
-            sy = reflect(oy - pad, h * up) / up;
-            sx = reflect(ox - pad, w * up) / up;
-        }
-        y[i] = x[(p * h + sy) * w + sx];
+        y[i] = x[(p * h + remap_src(oy, h, pad, up, edge)) * w + remap_src(ox, w, pad, up, edge)];
     }
 }
 extern "C" __global__ void remap_fwd(const float* x, float* y, long long planes, int h, int w,
@@ -107,6 +97,11 @@ extern "C" __global__ void pad_s2d_h(const unsigned short* x, unsigned short* y,
 
 // Depth to space by 2: y[p, 2i + a, 2j + b] = x[4p + 2a + b, i, j] (p = n·C + c), for the
 // upsampling convs computed at low resolution with four output channels per channel.
+// Offset of output (oy, ox)'s source within its channel's four input planes.
+__device__ __forceinline__ int d2s_src(int oy, int ox, int h, int w) {
+    return (((oy & 1) * 2 + (ox & 1)) * h + (oy >> 1)) * w + (ox >> 1);
+}
+
 template <typename T>
 __device__ void d2s_impl(const T* x, T* y, long long planes, int h, int w) {
     const int oh = 2 * h, ow = 2 * w;
@@ -117,7 +112,7 @@ __device__ void d2s_impl(const T* x, T* y, long long planes, int h, int w) {
         for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < oh * ow;
              i += gridDim.x * blockDim.x) {
             const int oy = i / ow, ox = i - oy * ow;
-            yp[i] = xp[(((oy & 1) * 2 + (ox & 1)) * h + (oy >> 1)) * w + (ox >> 1)];
+            yp[i] = xp[d2s_src(oy, ox, h, w)];
         }
         return;
     }
@@ -126,7 +121,7 @@ __device__ void d2s_impl(const T* x, T* y, long long planes, int h, int w) {
         const long long t = i / ow;
         const int oy = t % oh;
         const long long p = t / oh;
-        y[i] = x[((p * 4 + (oy & 1) * 2 + (ox & 1)) * h + (oy >> 1)) * w + (ox >> 1)];
+        y[i] = x[p * 4 * h * w + d2s_src(oy, ox, h, w)];
     }
 }
 extern "C" __global__ void d2s(const float* x, float* y, long long planes, int h, int w) {

@@ -43,6 +43,40 @@ fn cuda_only(name: &str) -> candle_core::Error {
     candle_core::Error::Msg(format!("{name} runs on CUDA only"))
 }
 
+/// The CPU pass of a custom op with 1, 2 or 3 operands: these ops run on CUDA only (callers
+/// check [`available`] first), so reaching it is a bug reported as an error.
+macro_rules! no_cpu_pass {
+    (1) => {
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+            Err(cuda_only(self.name()))
+        }
+    };
+    (2) => {
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            Err(cuda_only(self.name()))
+        }
+    };
+    (3) => {
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            Err(cuda_only(self.name()))
+        }
+    };
+}
+
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
@@ -326,9 +360,7 @@ impl CustomOp1 for PadS2d {
     fn name(&self) -> &'static str {
         "atelier-pad-s2d"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(1);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -368,9 +400,7 @@ impl CustomOp1 for PlaneMoments {
     fn name(&self) -> &'static str {
         "atelier-plane-moments"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(1);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -391,15 +421,7 @@ impl CustomOp2 for ScaleShift {
     fn name(&self) -> &'static str {
         "atelier-scale-shift"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(2);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -426,17 +448,7 @@ impl CustomOp3 for InstanceNormAddOp {
     fn name(&self) -> &'static str {
         "atelier-instance-norm-add"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(3);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -466,9 +478,7 @@ impl CustomOp1 for Remap {
     fn name(&self) -> &'static str {
         "atelier-remap"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(1);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -500,9 +510,7 @@ impl CustomOp1 for DepthToSpace {
     fn name(&self) -> &'static str {
         "atelier-depth-to-space"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(1);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -519,9 +527,7 @@ impl CustomOp1 for RemapBwd {
     fn name(&self) -> &'static str {
         "atelier-remap-bwd"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(1);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -538,9 +544,7 @@ impl CustomOp1 for MaxPool2 {
     fn name(&self) -> &'static str {
         "atelier-maxpool2"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(1);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -562,15 +566,7 @@ impl CustomOp2 for MaxPool2Bwd {
     fn name(&self) -> &'static str {
         "atelier-maxpool2-bwd"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(2);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -589,15 +585,7 @@ impl CustomOp2 for BiasRelu {
     fn name(&self) -> &'static str {
         "atelier-bias-relu"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(2);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -631,15 +619,7 @@ impl CustomOp2 for ReluBwd {
     fn name(&self) -> &'static str {
         "atelier-relu-bwd"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(2);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -657,17 +637,7 @@ impl CustomOp3 for InstanceNormOp {
     fn name(&self) -> &'static str {
         "atelier-instance-norm"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(3);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -722,17 +692,7 @@ impl CustomOp3 for InstanceNormBwd {
     fn name(&self) -> &'static str {
         "atelier-instance-norm-bwd"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Err(cuda_only(self.name()))
-    }
+    no_cpu_pass!(3);
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
@@ -839,6 +799,15 @@ mod gpu {
                 1,
             ),
             block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// One thread for each of `n` items (planes, channels) of a small per-item kernel.
+    fn one_thread_each(n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n.div_ceil(128) as u32, 1, 1),
+            block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         }
     }
@@ -1225,11 +1194,7 @@ mod gpu {
             &chunk8
         );
         let (planes_i, hw_i) = (planes as i32, hw as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (planes.div_ceil(128) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = one_thread_each(planes);
         launch!(d, "in_moments", cfg, &stats, &out, &planes_i, &hw_i);
         Ok(CudaStorage::wrap_cuda_slice(out, d))
     }
@@ -1287,11 +1252,7 @@ mod gpu {
             &chunk8
         );
         let (planes_i, c_i, hw_i) = (planes as i32, c as i32, hw as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (planes.div_ceil(128) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = one_thread_each(planes);
         launch!(
             d,
             "in_scale_shift",
@@ -1441,11 +1402,7 @@ mod gpu {
             &relu_i
         );
         let n_i = n as i32;
-        let cfg = LaunchConfig {
-            grid_dim: (c.div_ceil(128) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = one_thread_each(c);
         launch!(
             d,
             "in_bwd_params",
