@@ -15,6 +15,9 @@
 #                 local ffprobe's description of it (the GPU machine has no ffprobe).
 #                 FFMPEG_XZ=... instead takes an already xz-compressed build.
 #   VIDEO_FRAMES=120  length of that clip
+# Size: the xz'd ffmpeg is 21 MB, so with it the working tree (40 MB) + .gpu no longer fit the
+# device tool's 64 MiB. For such a call pack with TRAIN_DATA=0, delete .gpu/ref and .gpu/styles,
+# and move the gallery models other than starry_night out of models/ until the call returns.
 # The cuDNN build (the fast one):
 #   source ../shared/gpu/cuda-toolchain.sh && export CUDNN_LIB=$(bash benches/cudnn_stub.sh)
 #   cargo build --release --features cudnn --target-dir target/cuda --bin atelier --example cuda_check
