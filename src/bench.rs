@@ -201,50 +201,39 @@ mod gpu_memory {
 
     /// Starts a new peak; `None` where it cannot be measured.
     pub fn reset_peak(device: &Device) -> Option<()> {
-        #[cfg(feature = "cuda")]
-        {
-            use candle_core::cuda_backend::cudarc::driver::sys;
-            device.synchronize().ok()?;
-            with_pool(device, |pool| {
-                let mut zero = 0u64;
-                let status = unsafe {
-                    sys::cuMemPoolSetAttribute(
-                        pool,
-                        sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
-                        &mut zero as *mut u64 as *mut std::ffi::c_void,
-                    )
-                };
-                (status == sys::CUresult::CUDA_SUCCESS).then_some(())
-            })
-        }
-        #[cfg(not(feature = "cuda"))]
-        {
-            let _ = device;
-            None
-        }
+        used_high(device, Some(0)).map(|_| ())
     }
 
     /// The most memory in use at once since [`reset_peak`], in MB.
     pub fn peak_mb(device: &Device) -> Option<f64> {
+        used_high(device, None).map(|b| b as f64 / 1e6)
+    }
+
+    /// The pool's high-water mark of memory in use, in bytes, after setting it to `set` (the
+    /// driver accepts only 0, which restarts it). The device is synchronised first.
+    fn used_high(device: &Device, set: Option<u64>) -> Option<u64> {
         #[cfg(feature = "cuda")]
         {
             use candle_core::cuda_backend::cudarc::driver::sys;
             device.synchronize().ok()?;
             with_pool(device, |pool| {
-                let mut high = 0u64;
+                let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+                let mut value = set.unwrap_or(0);
+                let ptr = &mut value as *mut u64 as *mut std::ffi::c_void;
+                // Safety: the attribute is a 64-bit value and `ptr` points at one.
                 let status = unsafe {
-                    sys::cuMemPoolGetAttribute(
-                        pool,
-                        sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
-                        &mut high as *mut u64 as *mut std::ffi::c_void,
-                    )
+                    if set.is_some() {
+                        sys::cuMemPoolSetAttribute(pool, attr, ptr)
+                    } else {
+                        sys::cuMemPoolGetAttribute(pool, attr, ptr)
+                    }
                 };
-                (status == sys::CUresult::CUDA_SUCCESS).then_some(high as f64 / 1e6)
+                (status == sys::CUresult::CUDA_SUCCESS).then_some(value)
             })
         }
         #[cfg(not(feature = "cuda"))]
         {
-            let _ = device;
+            let _ = (device, set);
             None
         }
     }
