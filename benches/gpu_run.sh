@@ -2,7 +2,7 @@
 # Runs on the GPU machine (see benches/gpu_pack.sh). Results go to $OUT (the device tool brings
 # back at most 8 files: gpu.txt, convcheck.txt, atelier_bench.txt, pytorch.txt and the train
 # step's model, metrics and config).
-#   STEPS="check convcheck bench torch train ncu video"   which parts to run (default: check bench torch)
+#   STEPS="check convcheck bench torch train ncu ncutrain video"   which parts to run (default: check bench torch)
 #   BENCH_VARIANTS="default ATELIER_TF32=0 ATELIER_CUDNN=0,ATELIER_TF32=0"   one bench per
 #       entry, each a comma-separated list of environment settings ("default": none)
 #   BENCH_ARGS="--train-iters 100"   extra arguments for every bench
@@ -21,6 +21,32 @@ STEPS=${STEPS:-check bench torch}
 VGG=models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors
 QUALITY="--quality-model models/starry_night.safetensors --quality-photos assets/examples"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "cudnn: $CUDNN_DIR"; } | tee "$OUT/gpu.txt"
+# Sums ncu's per-kernel GPU times from /tmp/ncu.csv into $OUT/$1, in launch order and by name.
+ncu_table() {
+  python3 - /tmp/ncu.csv <<'PY' 2>&1 | tee "$OUT/$1"
+import csv, sys, collections
+lines = [l for l in open(sys.argv[1]) if l.startswith('"')]
+rows = list(csv.DictReader(lines))
+total = collections.OrderedDict()
+seq = []
+for r in rows:
+    if r.get("Metric Name") != "gpu__time_duration.sum":
+        continue
+    v = float(r["Metric Value"].replace(",", ""))
+    unit = r.get("Metric Unit", "ns")
+    us = v / 1000 if unit == "nsecond" or unit == "ns" else (v if unit in ("usecond", "us") else v * 1000)
+    name = r["Kernel Name"][:90]
+    seq.append((name, us, r.get("Grid Size", ""), r.get("Block Size", "")))
+    total[name] = total.get(name, 0) + us
+print("kernels", len(seq), "sum %.1f us" % sum(u for _, u, _, _ in seq))
+for name, us, g, b in seq:
+    print("%9.1f us  %s  grid %s block %s" % (us, name, g, b))
+print("--- by name")
+for name, us in sorted(total.items(), key=lambda kv: -kv[1]):
+    print("%9.1f us  %s" % (us, name))
+PY
+  tail -3 /tmp/ncu.err
+}
 for step in $STEPS; do
   case $step in
     check)  # the CUDA path reproduces the reference output
@@ -72,29 +98,12 @@ PY
       ATELIER_NCU=1 ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv \
         $A bench --device cuda --sizes ${NCU_SIZE:-1024} --runs 2 --warmup 1 --train-iters 0 \
         --precision ${NCU_PRECISION:-f16} --quality-model /nonexistent > /tmp/ncu.csv 2>/tmp/ncu.err
-      python3 - /tmp/ncu.csv <<'PY' 2>&1 | tee "$OUT/ncu.txt"
-import csv, sys, collections
-lines = [l for l in open(sys.argv[1]) if l.startswith('"')]
-rows = list(csv.DictReader(lines))
-total = collections.OrderedDict()
-seq = []
-for r in rows:
-    if r.get("Metric Name") != "gpu__time_duration.sum":
-        continue
-    v = float(r["Metric Value"].replace(",", ""))
-    unit = r.get("Metric Unit", "ns")
-    us = v / 1000 if unit == "nsecond" or unit == "ns" else (v if unit in ("usecond", "us") else v * 1000)
-    name = r["Kernel Name"][:90]
-    seq.append((name, us, r.get("Grid Size", ""), r.get("Block Size", "")))
-    total[name] = total.get(name, 0) + us
-print("kernels", len(seq), "sum %.1f us" % sum(u for _, u, _, _ in seq))
-for name, us, g, b in seq:
-    print("%9.1f us  %s  grid %s block %s" % (us, name, g, b))
-print("--- by name")
-for name, us in sorted(total.items(), key=lambda kv: -kv[1]):
-    print("%9.1f us  %s" % (us, name))
-PY
-      tail -3 /tmp/ncu.err ;;
+      ncu_table ncu.txt ;;
+    ncutrain)  # the same for one training step (batch 4, 256²): GPU-busy time against the step's wall time
+      ATELIER_NCU=train ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv \
+        $A bench --device cuda --sizes 64 --runs 1 --warmup 1 --train-iters 3 --vgg $VGG \
+        --quality-model /nonexistent > /tmp/ncu.csv 2>/tmp/ncu.err
+      ncu_table ncu-train.txt ;;
     video)  # frames/s of `atelier video` at 1920x1080, decode + stylise + encode
       mkdir -p /tmp/ffbin && xz -dc .gpu/video/ffmpeg.xz > /tmp/ffbin/ffmpeg && chmod +x /tmp/ffbin/ffmpeg
       # No ffprobe on this machine: answer for the packed clip with what the real ffprobe said

@@ -22,6 +22,21 @@ pub struct InferTiming {
 
 /// A network with random weights (speed does not depend on the values), as plain tensors:
 /// inference must not pay for gradient tracking.
+/// What `ATELIER_NCU` asks to bracket with the profiler API (for `ncu --profile-from-start
+/// off`): `1`, one inference pass; `train`, one training step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NcuTarget {
+    Inference,
+    Training,
+}
+
+fn ncu_target() -> Option<NcuTarget> {
+    match std::env::var("ATELIER_NCU").ok()?.as_str() {
+        "train" => Some(NcuTarget::Training),
+        _ => Some(NcuTarget::Inference),
+    }
+}
+
 pub fn random_net(variant: Variant, device: &Device, precision: Precision) -> Result<StyleNet> {
     crate::model::random_model(variant, "bench")?.build_with(device, precision)
 }
@@ -46,7 +61,7 @@ pub fn time_inference(
     for i in 0..runs.max(1) {
         // Under `ncu --profile-from-start off`, ATELIER_NCU=1 profiles the first timed pass
         // only (not the warm-up, whose algorithm searches launch hundreds of kernels).
-        let ncu = i == 0 && std::env::var_os("ATELIER_NCU").is_some();
+        let ncu = i == 0 && ncu_target() == Some(NcuTarget::Inference);
         if ncu {
             gpu_memory::profiler(device, true);
         }
@@ -320,6 +335,12 @@ pub fn time_training(
         step(&net, &objective, &mut adam, &x)?;
     }
     device.synchronize()?;
+    if ncu_target() == Some(NcuTarget::Training) {
+        gpu_memory::profiler(device, true);
+        step(&net, &objective, &mut adam, &x)?;
+        device.synchronize()?;
+        gpu_memory::profiler(device, false);
+    }
     let t = Instant::now();
     for _ in 0..iters.max(1) {
         step(&net, &objective, &mut adam, &x)?;
@@ -355,7 +376,8 @@ fn training_setup(
 }
 
 /// Mean milliseconds of each phase of a training step (style network forward, perceptual
-/// loss forward, backward, Adam), the device synchronised between phases; the phases then
+/// loss forward — with the loss network's hand-written backward pass where `train::step` uses
+/// it —, backward through autograd, Adam), the device synchronised between phases; the phases then
 /// cannot overlap, so their sum exceeds an unsynchronised step.
 pub fn profile_training(
     device: &Device,
@@ -364,6 +386,7 @@ pub fn profile_training(
     size: usize,
     iters: usize,
 ) -> Result<Vec<(&'static str, f64)>> {
+    use crate::train::step;
     let (net, objective, mut adam, x) = training_setup(device, vgg_path, batch, size)?;
     let mut total = [0f64; 4];
     for i in 0..iters + 3 {
@@ -373,10 +396,16 @@ pub fn profile_training(
         let y = net.forward(&x)?;
         device.synchronize()?;
         marks[1] = Instant::now();
-        let losses = objective.compute(&x, &y)?;
+        // As `train::step`: the loss network's gradient by hand where that path runs.
+        let target = if crate::train::manual_loss_backward(&y) {
+            let (_, grad_y) = objective.compute_with_grad(&x, &y.detach())?;
+            y.mul(&grad_y)?.sum_all()?
+        } else {
+            objective.compute(&x, &y)?.total
+        };
         device.synchronize()?;
         marks[2] = Instant::now();
-        let grads = losses.total.backward()?;
+        let grads = target.backward()?;
         device.synchronize()?;
         marks[3] = Instant::now();
         adam.apply(&grads)?;
@@ -388,9 +417,22 @@ pub fn profile_training(
             }
         }
     }
+    // Whole steps: how long the host takes to queue one against how long it takes to run.
+    // When the two are about equal the GPU waits on the host (launch and bookkeeping
+    // overhead), not the other way round.
+    let (mut queued, mut whole) = (0f64, 0f64);
+    for _ in 0..iters {
+        device.synchronize()?;
+        let t = Instant::now();
+        step(&net, &objective, &mut adam, &x)?;
+        queued += t.elapsed().as_secs_f64() * 1e3;
+        device.synchronize()?;
+        whole += t.elapsed().as_secs_f64() * 1e3;
+    }
     let n = iters.max(1) as f64;
     Ok(["net_forward", "loss_forward", "backward", "adam"]
         .into_iter()
         .zip(total.map(|t| t / n))
+        .chain([("step_queued", queued / n), ("step_total", whole / n)])
         .collect())
 }

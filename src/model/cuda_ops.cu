@@ -24,6 +24,23 @@ __device__ __forceinline__ void st(unsigned short* p, float v) {
     *p = h;
 }
 
+// bfloat16 (the loss network's dtype in mixed-precision training): the top half of an f32.
+struct bf16_t {
+    unsigned short v;
+};
+__device__ __forceinline__ float ld(const bf16_t* p) {
+    return __uint_as_float(((unsigned int)p->v) << 16);
+}
+__device__ __forceinline__ void st(bf16_t* p, float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffff) > 0x7f800000) {  // NaN stays NaN
+        p->v = (unsigned short)((u >> 16) | 0x40);
+        return;
+    }
+    u += 0x7fff + ((u >> 16) & 1);  // round to nearest even
+    p->v = (unsigned short)(u >> 16);
+}
+
 // Source index along one axis of length n for output position o of remap_fwd.
 __device__ __forceinline__ int remap_src(int o, int n, int pad, int up, int edge) {
     const int j = edge ? min(max(o - pad, 0), n * up - 1) : reflect(o - pad, n * up);
@@ -37,16 +54,18 @@ template <typename T>
 __device__ void remap_fwd_impl(const T* x, T* y, long long planes, int h, int w, int pad, int up,
                                int edge) {
     const int oh = h * up + 2 * pad, ow = w * up + 2 * pad;
-    // One plane per blockIdx.y when the grid allows it: 32-bit index arithmetic (64-bit
-    // division made this copy 5-8× slower than the memory traffic it does).
+    // One plane per blockIdx.y and whole rows per block when the grid allows it: each row's
+    // source row is found once, and no division per element (64-bit division made this
+    // copy 5-8× slower than its memory traffic; per-element 32-bit division still 3×).
     if (gridDim.y > 1) {
         const long long p = blockIdx.y;
         const T* xp = x + p * h * w;
         T* yp = y + p * oh * ow;
-        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < oh * ow;
-             i += gridDim.x * blockDim.x) {
-            const int oy = i / ow, ox = i - oy * ow;
-            yp[i] = xp[remap_src(oy, h, pad, up, edge) * w + remap_src(ox, w, pad, up, edge)];
+        for (int oy = blockIdx.x; oy < oh; oy += gridDim.x) {
+            const T* xr = xp + remap_src(oy, h, pad, up, edge) * w;
+            T* yr = yp + oy * ow;
+            for (int ox = threadIdx.x; ox < ow; ox += blockDim.x)
+                yr[ox] = xr[remap_src(ox, w, pad, up, edge)];
         }
         return;
     }
@@ -77,14 +96,20 @@ __device__ void pad_s2d_impl(const T* x, T* y, int h, int w, int pad) {
     const long long p = blockIdx.y;  // input plane
     const T* xp = x + p * h * w;
     T* yp = y + p * 4 * sh * sw;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < 4 * sh * sw;
-         i += gridDim.x * blockDim.x) {
-        const int q = i / (sh * sw), rest = i - q * sh * sw;
-        const int r = rest / sw, s = rest - r * sw;
-        const int py = 2 * r + (q >> 1), px = 2 * s + (q & 1);
-        T v = T(0);
-        if (py < ph && px < pw) v = xp[reflect(py - pad, h) * w + reflect(px - pad, w)];
-        yp[i] = v;
+    // Rows of the four output planes, a block at a time (see remap_fwd_impl).
+    for (int row = blockIdx.x; row < 4 * sh; row += gridDim.x) {
+        const int q = row / sh, r = row - q * sh;
+        const int py = 2 * r + (q >> 1), dx = q & 1;
+        T* yr = yp + row * sw;
+        if (py >= ph) {
+            for (int s = threadIdx.x; s < sw; s += blockDim.x) yr[s] = T(0);
+            continue;
+        }
+        const T* xr = xp + reflect(py - pad, h) * w;
+        for (int s = threadIdx.x; s < sw; s += blockDim.x) {
+            const int px = 2 * s + dx;
+            yr[s] = px < pw ? xr[reflect(px - pad, w)] : T(0);
+        }
     }
 }
 extern "C" __global__ void pad_s2d(const float* x, float* y, int h, int w, int pad) {
@@ -105,14 +130,15 @@ __device__ __forceinline__ int d2s_src(int oy, int ox, int h, int w) {
 template <typename T>
 __device__ void d2s_impl(const T* x, T* y, long long planes, int h, int w) {
     const int oh = 2 * h, ow = 2 * w;
-    if (gridDim.y > 1) {  // one plane per blockIdx.y, 32-bit indices (see remap_fwd_impl)
+    if (gridDim.y > 1) {  // one plane per blockIdx.y, whole rows per block (see remap_fwd_impl)
         const long long p = blockIdx.y;
         const T* xp = x + p * 4 * h * w;
         T* yp = y + p * oh * ow;
-        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < oh * ow;
-             i += gridDim.x * blockDim.x) {
-            const int oy = i / ow, ox = i - oy * ow;
-            yp[i] = xp[d2s_src(oy, ox, h, w)];
+        for (int oy = blockIdx.x; oy < oh; oy += gridDim.x) {
+            const T* xr = xp + ((oy & 1) * 2 * h + (oy >> 1)) * w;
+            T* yr = yp + oy * ow;
+            for (int ox = threadIdx.x; ox < ow; ox += blockDim.x)
+                yr[ox] = xr[(ox & 1) * h * w + (ox >> 1)];
         }
         return;
     }
@@ -130,6 +156,45 @@ extern "C" __global__ void d2s(const float* x, float* y, long long planes, int h
 extern "C" __global__ void d2s_h(const unsigned short* x, unsigned short* y, long long planes,
                                  int h, int w) {
     d2s_impl(x, y, planes, h, w);
+}
+
+// The network's last step in half precision: depth to space by 2 into an f32 image of
+// `oh`×`ow` (≤ 2h × 2w: odd sizes crop the last row or column), plus the conv's bias.
+// Grid: (rows, planes); plane p = n·C + c takes bias[c].
+extern "C" __global__ void d2s_out_h(const unsigned short* x, float* y, const float* bias, int c,
+                                     int h, int w, int oh, int ow) {
+    const long long p = blockIdx.y;
+    const unsigned short* xp = x + p * 4 * h * w;
+    float* yp = y + p * oh * ow;
+    const float b = bias[p % c];
+    for (int oy = blockIdx.x; oy < oh; oy += gridDim.x) {
+        const unsigned short* xr = xp + ((oy & 1) * 2 * h + (oy >> 1)) * w;
+        float* yr = yp + (long long)oy * ow;
+        for (int ox = threadIdx.x; ox < ow; ox += blockDim.x)
+            yr[ox] = ld(xr + (ox & 1) * h * w + (ox >> 1)) + b;
+    }
+}
+
+// Copies `rows` rows of width `w` of each plane from src (planes of `src_h` rows, starting at
+// row `src_r0`) to dst (planes of `dst_h` rows, from row `dst_r0`): a band of an activation
+// in and out of the contiguous buffers cuDNN calls get. Grid: (rows, planes).
+template <typename T>
+__device__ void copy_rows_impl(const T* src, T* dst, int src_h, int dst_h, int w, int rows,
+                               int src_r0, int dst_r0) {
+    const long long p = blockIdx.y;
+    for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+        const T* sr = src + (p * src_h + src_r0 + r) * w;
+        T* dr = dst + (p * dst_h + dst_r0 + r) * w;
+        for (int i = threadIdx.x; i < w; i += blockDim.x) dr[i] = sr[i];
+    }
+}
+extern "C" __global__ void copy_rows(const float* src, float* dst, int src_h, int dst_h, int w,
+                                     int rows, int src_r0, int dst_r0) {
+    copy_rows_impl(src, dst, src_h, dst_h, w, rows, src_r0, dst_r0);
+}
+extern "C" __global__ void copy_rows_h(const unsigned short* src, unsigned short* dst, int src_h,
+                                       int dst_h, int w, int rows, int src_r0, int dst_r0) {
+    copy_rows_impl(src, dst, src_h, dst_h, w, rows, src_r0, dst_r0);
 }
 
 // The output positions (along one axis) that read upsampled position j of n: itself and its
@@ -165,53 +230,140 @@ extern "C" __global__ void remap_bwd(const float* g, float* gx, long long planes
     }
 }
 
-// 2×2 max pooling, stride 2; odd trailing rows and columns are dropped.
-extern "C" __global__ void maxpool2_fwd(const float* x, float* y, long long planes, int h, int w) {
+// 2×2 max pooling, stride 2; odd trailing rows and columns are dropped. Grid (rows, planes)
+// with whole output rows per block (no per-element division); flat past 65535 planes.
+template <typename T>
+__device__ void maxpool2_fwd_impl(const T* x, T* y, long long planes, int h, int w) {
     const int oh = h / 2, ow = w / 2;
+    if (gridDim.y > 1) {
+        const long long p = blockIdx.y;
+        for (int oy = blockIdx.x; oy < oh; oy += gridDim.x) {
+            const T* b0 = x + (p * h + 2 * oy) * w;
+            T* yr = y + (p * oh + oy) * ow;
+            for (int ox = threadIdx.x; ox < ow; ox += blockDim.x) {
+                const T* b = b0 + 2 * ox;
+                st(yr + ox, fmaxf(fmaxf(ld(b), ld(b + 1)), fmaxf(ld(b + w), ld(b + w + 1))));
+            }
+        }
+        return;
+    }
     GRID_STRIDE(i, planes * oh * ow) {
         const int ox = i % ow;
         const long long t = i / ow;
         const int oy = t % oh;
         const long long p = t / oh;
-        const float* b = x + (p * h + 2 * oy) * w + 2 * ox;
-        y[i] = fmaxf(fmaxf(b[0], b[1]), fmaxf(b[w], b[w + 1]));
+        const T* b = x + (p * h + 2 * oy) * w + 2 * ox;
+        st(y + i, fmaxf(fmaxf(ld(b), ld(b + 1)), fmaxf(ld(b + w), ld(b + w + 1))));
     }
 }
+extern "C" __global__ void maxpool2_fwd(const float* x, float* y, long long planes, int h, int w) {
+    maxpool2_fwd_impl(x, y, planes, h, w);
+}
+extern "C" __global__ void maxpool2_fwd_h(const unsigned short* x, unsigned short* y,
+                                          long long planes, int h, int w) {
+    maxpool2_fwd_impl(x, y, planes, h, w);
+}
+extern "C" __global__ void maxpool2_fwd_b(const bf16_t* x, bf16_t* y, long long planes, int h,
+                                          int w) {
+    maxpool2_fwd_impl(x, y, planes, h, w);
+}
 
-// Gradient of maxpool2_fwd: each window's gradient goes to its first maximum (as PyTorch).
-extern "C" __global__ void maxpool2_bwd(const float* x, const float* g, float* gx,
-                                        long long planes, int h, int w) {
+// Gradient of maxpool2_fwd at input (r, c) of plane p: each window's gradient goes to its first
+// maximum (as PyTorch).
+template <typename T>
+__device__ __forceinline__ float maxpool2_grad_at(const T* xp, const T* gp, int h, int w, int r,
+                                                  int c) {
     const int oh = h / 2, ow = w / 2;
+    const int oy = r >> 1, ox = c >> 1;
+    if (oy >= oh || ox >= ow) return 0.f;
+    const T* b = xp + 2 * oy * w + 2 * ox;
+    const float v[4] = {ld(b), ld(b + 1), ld(b + w), ld(b + w + 1)};
+    const float m = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
+    const int first = v[0] == m ? 0 : (v[1] == m ? 1 : (v[2] == m ? 2 : 3));
+    return ((r & 1) * 2 + (c & 1)) == first ? ld(gp + oy * ow + ox) : 0.f;
+}
+
+template <typename T>
+__device__ void maxpool2_bwd_impl(const T* x, const T* g, T* gx, long long planes, int h, int w) {
+    const int oh = h / 2, ow = w / 2;
+    if (gridDim.y > 1) {  // rows of one plane per block, as maxpool2_fwd_impl
+        const long long p = blockIdx.y;
+        const T* xp = x + p * h * w;
+        const T* gp = g + p * oh * ow;
+        for (int r = blockIdx.x; r < h; r += gridDim.x)
+            for (int c = threadIdx.x; c < w; c += blockDim.x)
+                st(gx + (p * h + r) * w + c, maxpool2_grad_at(xp, gp, h, w, r, c));
+        return;
+    }
     GRID_STRIDE(i, planes * h * w) {
         const int c = i % w;
         const long long t = i / w;
         const int r = t % h;
         const long long p = t / h;
-        const int oy = r / 2, ox = c / 2;
-        float out = 0.f;
-        if (oy < oh && ox < ow) {
-            const float* b = x + (p * h + 2 * oy) * w + 2 * ox;
-            const float v[4] = {b[0], b[1], b[w], b[w + 1]};
-            const float m = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[2], v[3]));
-            const int first = v[0] == m ? 0 : (v[1] == m ? 1 : (v[2] == m ? 2 : 3));
-            if ((r - 2 * oy) * 2 + (c - 2 * ox) == first) out = g[(p * oh + oy) * ow + ox];
-        }
-        gx[i] = out;
+        st(gx + i, maxpool2_grad_at(x + p * h * w, g + p * oh * ow, h, w, r, c));
     }
 }
+extern "C" __global__ void maxpool2_bwd(const float* x, const float* g, float* gx,
+                                        long long planes, int h, int w) {
+    maxpool2_bwd_impl(x, g, gx, planes, h, w);
+}
+extern "C" __global__ void maxpool2_bwd_h(const unsigned short* x, const unsigned short* g,
+                                          unsigned short* gx, long long planes, int h, int w) {
+    maxpool2_bwd_impl(x, g, gx, planes, h, w);
+}
+extern "C" __global__ void maxpool2_bwd_b(const bf16_t* x, const bf16_t* g, bf16_t* gx,
+                                          long long planes, int h, int w) {
+    maxpool2_bwd_impl(x, g, gx, planes, h, w);
+}
 
-// y = max(x + b[c], 0).
-extern "C" __global__ void bias_relu_fwd(const float* x, const float* b, float* y,
-                                         long long total, int channels, int hw) {
+// y = max(x + b[c], 0), b in f32. Grid (chunks, planes): plane p = n·C + c, no division per
+// element (the flat form's 64-bit division made it several times slower than its traffic).
+template <typename T>
+__device__ void bias_relu_impl(const T* x, const float* b, T* y, long long total, int channels,
+                               int hw) {
+    if (gridDim.y > 1) {
+        const long long p = blockIdx.y;
+        const float bc = b[p % channels];
+        const T* xp = x + p * hw;
+        T* yp = y + p * hw;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < hw; i += gridDim.x * blockDim.x)
+            st(yp + i, fmaxf(ld(xp + i) + bc, 0.f));
+        return;
+    }
     GRID_STRIDE(i, total) {
         const int c = (i / hw) % channels;
-        y[i] = fmaxf(x[i] + b[c], 0.f);
+        st(y + i, fmaxf(ld(x + i) + b[c], 0.f));
     }
+}
+extern "C" __global__ void bias_relu_fwd(const float* x, const float* b, float* y,
+                                         long long total, int channels, int hw) {
+    bias_relu_impl(x, b, y, total, channels, hw);
+}
+extern "C" __global__ void bias_relu_fwd_h(const unsigned short* x, const float* b,
+                                           unsigned short* y, long long total, int channels,
+                                           int hw) {
+    bias_relu_impl(x, b, y, total, channels, hw);
+}
+extern "C" __global__ void bias_relu_fwd_b(const bf16_t* x, const float* b, bf16_t* y,
+                                           long long total, int channels, int hw) {
+    bias_relu_impl(x, b, y, total, channels, hw);
 }
 
 // gx = g where y > 0, else 0 (gradient of a ReLU from its output).
+template <typename T>
+__device__ void relu_bwd_impl(const T* y, const T* g, T* gx, long long total) {
+    GRID_STRIDE(i, total) { st(gx + i, ld(y + i) > 0.f ? ld(g + i) : 0.f); }
+}
 extern "C" __global__ void relu_bwd(const float* y, const float* g, float* gx, long long total) {
-    GRID_STRIDE(i, total) { gx[i] = y[i] > 0.f ? g[i] : 0.f; }
+    relu_bwd_impl(y, g, gx, total);
+}
+extern "C" __global__ void relu_bwd_h(const unsigned short* y, const unsigned short* g,
+                                      unsigned short* gx, long long total) {
+    relu_bwd_impl(y, g, gx, total);
+}
+extern "C" __global__ void relu_bwd_b(const bf16_t* y, const bf16_t* g, bf16_t* gx,
+                                      long long total) {
+    relu_bwd_impl(y, g, gx, total);
 }
 
 // Sums of double values across a block; the result is valid in thread 0.

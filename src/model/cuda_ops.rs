@@ -23,6 +23,15 @@ pub fn available(x: &Tensor) -> bool {
     cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && enabled_by_env()
 }
 
+/// Whether [`bias_relu`] and [`max_pool2`] run `x`, forward and backward: as [`available`], and
+/// also in half precision (f16 or bf16: the loss network in mixed-precision training).
+pub fn available_half_too(x: &Tensor) -> bool {
+    cfg!(feature = "cuda")
+        && x.device().is_cuda()
+        && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        && enabled_by_env()
+}
+
 /// Whether [`remap`] and [`instance_norm`] run `x`: as [`available`], and also for f16 tensors
 /// outside autograd (half-precision inference; those ops have no f16 backward).
 pub fn available_for_inference(x: &Tensor) -> bool {
@@ -133,10 +142,62 @@ pub fn depth_to_space2(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&DepthToSpace)
 }
 
+/// The half-precision network's last step: depth to space by 2 of `x` `(N, 4C, H, W)` (f16)
+/// into an f32 image `(N, C, out_h, out_w)` (at most `2H`×`2W`, cropping), plus `bias` (f32,
+/// one value per output channel). One pass instead of depth to space, a crop, a bias add and a
+/// conversion (inference only).
+pub fn depth_to_space2_out(
+    x: &Tensor,
+    bias: &Tensor,
+    out_h: usize,
+    out_w: usize,
+) -> Result<Tensor> {
+    let (_, c4, h, w) = x.dims4()?;
+    if c4 % 4 != 0 || x.dtype() != DType::F16 || out_h > 2 * h || out_w > 2 * w {
+        candle_core::bail!(
+            "depth_to_space2_out: {:?} {:?} cannot give {out_h}×{out_w}",
+            x.dims(),
+            x.dtype()
+        );
+    }
+    if bias.elem_count() != c4 / 4 {
+        candle_core::bail!(
+            "depth_to_space2_out: {:?} bias for {} channels",
+            bias.dims(),
+            c4 / 4
+        );
+    }
+    let n = x.dim(0)?;
+    if n * c4 / 4 > 65535 || c4 * h * w > i32::MAX as usize {
+        candle_core::bail!(
+            "depth_to_space2_out: {:?} is too large for one launch",
+            x.dims()
+        );
+    }
+    x.contiguous()?.apply_op2_no_bwd(
+        &bias.to_dtype(DType::F32)?.contiguous()?,
+        &DepthToSpaceOut { out_h, out_w },
+    )
+}
+
 /// 2×2 max pooling with stride 2 of `x` `(N, C, H, W)`; gradients go to each window's first
 /// maximum.
 pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool2)
+}
+
+/// The gradient of [`max_pool2`] with respect to its input `x`, from the output gradient `grad`
+/// (outside autograd: the loss network's hand-written backward pass).
+pub fn max_pool2_grad(x: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2_no_bwd(&grad.contiguous()?, &MaxPool2Bwd)
+}
+
+/// `grad` where the ReLU output `y` is positive, else 0: the gradient through a ReLU (outside
+/// autograd).
+pub fn relu_grad(y: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    y.contiguous()?
+        .apply_op2_no_bwd(&grad.contiguous()?, &ReluBwd)
 }
 
 /// `relu(x + b)` with `b` one value per channel of `x` `(N, C, H, W)`.
@@ -351,6 +412,31 @@ struct Remap {
 }
 
 struct DepthToSpace;
+
+struct DepthToSpaceOut {
+    out_h: usize,
+    out_w: usize,
+}
+
+impl CustomOp2 for DepthToSpaceOut {
+    fn name(&self) -> &'static str {
+        "atelier-depth-to-space-out"
+    }
+    no_cpu_pass!(2);
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c4, h, w) = dims4(l1)?;
+        let c = c4 / 4;
+        let out = gpu::d2s_out(s1, l1, s2, l2, (n, c, h, w), (self.out_h, self.out_w))?;
+        Ok((out, Shape::from((n, c, self.out_h, self.out_w))))
+    }
+}
 
 struct PadS2d {
     pad: usize,
@@ -717,14 +803,14 @@ impl CustomOp3 for InstanceNormBwd {
 }
 
 #[cfg(feature = "cuda")]
-mod gpu {
+pub(crate) mod gpu {
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::DeviceRepr;
     use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
     use candle_core::cuda_backend::{CudaDType, WrapErr};
     use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result};
-    use half::f16;
+    use half::{bf16, f16};
 
     const SRC: &str = include_str!("cuda_ops.cu");
     const THREADS: u32 = 256;
@@ -788,16 +874,18 @@ mod gpu {
 
     /// Forward copies over `planes` output planes of `hw` elements: one grid row per plane
     /// (32-bit index arithmetic in the kernel) when the planes fit the grid's y dimension.
-    fn planar(planes: usize, hw: usize) -> LaunchConfig {
+    /// Grid (rows, planes) for the kernels that copy whole rows of one plane per block; the
+    /// flat grid (their fallback branch) past the limits of a grid's y dimension.
+    fn planar(planes: usize, rows: usize, hw: usize) -> LaunchConfig {
         if !(2..=65535).contains(&planes) || hw > i32::MAX as usize {
             return flat(planes * hw);
         }
+        by_rows(planes, rows)
+    }
+
+    fn by_rows(planes: usize, rows: usize) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (
-                hw.div_ceil(THREADS as usize).clamp(1, 1 << 12) as u32,
-                planes as u32,
-                1,
-            ),
+            grid_dim: (rows.clamp(1, 1 << 12) as u32, planes as u32, 1),
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: 0,
         }
@@ -896,7 +984,7 @@ mod gpu {
             launch!(
                 d,
                 kernel,
-                planar(planes, total / planes.max(1)),
+                planar(planes, (h * up + 2 * pad) as usize, total / planes.max(1)),
                 &src,
                 &out,
                 &p,
@@ -938,15 +1026,7 @@ mod gpu {
         let src = view_as::<T>(s, l)?;
         let per_plane = 4 * sh * sw;
         let out = unsafe { d.alloc::<T>(planes * per_plane)? };
-        let cfg = LaunchConfig {
-            grid_dim: (
-                per_plane.div_ceil(THREADS as usize).clamp(1, 1 << 12) as u32,
-                planes as u32,
-                1,
-            ),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = by_rows(planes, 4 * sh);
         let (h, w, pad) = (h as i32, w as i32, pad as i32);
         launch!(d, kernel, cfg, &src, &out, &h, &w, &pad);
         Ok(T::wrap_cuda_slice(out, d))
@@ -984,7 +1064,7 @@ mod gpu {
         launch!(
             d,
             kernel,
-            planar(planes, total / planes.max(1)),
+            planar(planes, 2 * h as usize, total / planes.max(1)),
             &src,
             &out,
             &p,
@@ -994,6 +1074,15 @@ mod gpu {
         Ok(T::wrap_cuda_slice(out, d))
     }
 
+    /// Grid (chunks of a plane, planes) for the kernels with a per-plane branch; flat past the
+    /// limits of a grid's y dimension.
+    fn chunks(planes: usize, hw: usize) -> LaunchConfig {
+        if !(2..=65535).contains(&planes) || hw > i32::MAX as usize {
+            return flat(planes * hw);
+        }
+        by_rows(planes, hw.div_ceil(THREADS as usize))
+    }
+
     pub fn maxpool2_fwd(
         s: &CudaStorage,
         l: &Layout,
@@ -1001,13 +1090,29 @@ mod gpu {
         h: usize,
         w: usize,
     ) -> Result<CudaStorage> {
+        match s.dtype() {
+            DType::F16 => maxpool2_fwd_t::<f16>(s, l, planes, h, w, "maxpool2_fwd_h"),
+            DType::BF16 => maxpool2_fwd_t::<bf16>(s, l, planes, h, w, "maxpool2_fwd_b"),
+            _ => maxpool2_fwd_t::<f32>(s, l, planes, h, w, "maxpool2_fwd"),
+        }
+    }
+
+    fn maxpool2_fwd_t<T: CudaDType + DeviceRepr>(
+        s: &CudaStorage,
+        l: &Layout,
+        planes: usize,
+        h: usize,
+        w: usize,
+        kernel: &'static str,
+    ) -> Result<CudaStorage> {
         let d = dev(s);
-        let src = view(s, l)?;
+        let src = view_as::<T>(s, l)?;
         let total = planes * (h / 2) * (w / 2);
-        let out = unsafe { d.alloc::<f32>(total)? };
+        let out = unsafe { d.alloc::<T>(total)? };
+        let cfg = planar(planes, h / 2, (h / 2) * (w / 2));
         let (p, h, w) = (planes as i64, h as i32, w as i32);
-        launch!(d, "maxpool2_fwd", flat(total), &src, &out, &p, &h, &w);
-        Ok(CudaStorage::wrap_cuda_slice(out, d))
+        launch!(d, kernel, cfg, &src, &out, &p, &h, &w);
+        Ok(T::wrap_cuda_slice(out, d))
     }
 
     pub fn maxpool2_bwd(
@@ -1019,13 +1124,30 @@ mod gpu {
         h: usize,
         w: usize,
     ) -> Result<CudaStorage> {
+        let (a, b) = ((s1, l1), (s2, l2));
+        match s1.dtype() {
+            DType::F16 => maxpool2_bwd_t::<f16>(a, b, planes, h, w, "maxpool2_bwd_h"),
+            DType::BF16 => maxpool2_bwd_t::<bf16>(a, b, planes, h, w, "maxpool2_bwd_b"),
+            _ => maxpool2_bwd_t::<f32>(a, b, planes, h, w, "maxpool2_bwd"),
+        }
+    }
+
+    fn maxpool2_bwd_t<T: CudaDType + DeviceRepr>(
+        (s1, l1): Operand,
+        (s2, l2): Operand,
+        planes: usize,
+        h: usize,
+        w: usize,
+        kernel: &'static str,
+    ) -> Result<CudaStorage> {
         let d = dev(s1);
-        let (x, g) = (view(s1, l1)?, view(s2, l2)?);
+        let (x, g) = (view_as::<T>(s1, l1)?, view_as::<T>(s2, l2)?);
         let total = planes * h * w;
-        let out = unsafe { d.alloc::<f32>(total)? };
+        let out = unsafe { d.alloc::<T>(total)? };
+        let cfg = planar(planes, h, h * w);
         let (p, h, w) = (planes as i64, h as i32, w as i32);
-        launch!(d, "maxpool2_bwd", flat(total), &x, &g, &out, &p, &h, &w);
-        Ok(CudaStorage::wrap_cuda_slice(out, d))
+        launch!(d, kernel, cfg, &x, &g, &out, &p, &h, &w);
+        Ok(T::wrap_cuda_slice(out, d))
     }
 
     pub fn bias_relu(
@@ -1036,12 +1158,92 @@ mod gpu {
         channels: usize,
         hw: usize,
     ) -> Result<CudaStorage> {
+        let (a, b) = ((s1, l1), (s2, l2));
+        match s1.dtype() {
+            DType::F16 => bias_relu_t::<f16>(a, b, channels, hw, "bias_relu_fwd_h"),
+            DType::BF16 => bias_relu_t::<bf16>(a, b, channels, hw, "bias_relu_fwd_b"),
+            _ => bias_relu_t::<f32>(a, b, channels, hw, "bias_relu_fwd"),
+        }
+    }
+
+    fn bias_relu_t<T: CudaDType + DeviceRepr>(
+        (s1, l1): Operand,
+        (s2, l2): Operand,
+        channels: usize,
+        hw: usize,
+        kernel: &'static str,
+    ) -> Result<CudaStorage> {
         let d = dev(s1);
-        let (x, b) = (view(s1, l1)?, view(s2, l2)?);
+        let (x, b) = (view_as::<T>(s1, l1)?, view(s2, l2)?);
         let total = l1.shape().elem_count();
-        let out = unsafe { d.alloc::<f32>(total)? };
+        let out = unsafe { d.alloc::<T>(total)? };
+        let cfg = chunks(total / hw.max(1), hw);
         let (t, c, hw) = (total as i64, channels as i32, hw as i32);
-        launch!(d, "bias_relu_fwd", flat(total), &x, &b, &out, &t, &c, &hw);
+        launch!(d, kernel, cfg, &x, &b, &out, &t, &c, &hw);
+        Ok(T::wrap_cuda_slice(out, d))
+    }
+
+    /// Copies `rows` rows of each of `planes` planes of width `w` between two device buffers
+    /// (see `copy_rows` in cuda_ops.cu); `(src_h, src_r0)` and `(dst_h, dst_r0)` are each
+    /// side's plane height and first row.
+    ///
+    /// # Safety
+    /// `src` and `dst` must be device pointers to buffers of `planes` planes of the given
+    /// heights and width `w`, of f16 (`half`) or f32 elements, live until the copy has run.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn copy_rows_raw(
+        d: &CudaDevice,
+        half: bool,
+        (src, dst): (u64, u64),
+        planes: usize,
+        w: usize,
+        rows: usize,
+        (src_h, src_r0): (usize, usize),
+        (dst_h, dst_r0): (usize, usize),
+    ) -> Result<()> {
+        let kernel = if half { "copy_rows_h" } else { "copy_rows" };
+        let [sh, dh, w, r, s0, d0] = [src_h, dst_h, w, rows, src_r0, dst_r0].map(|v| v as i32);
+        launch!(
+            d,
+            kernel,
+            by_rows(planes, rows),
+            &src,
+            &dst,
+            &sh,
+            &dh,
+            &w,
+            &r,
+            &s0,
+            &d0
+        );
+        Ok(())
+    }
+
+    pub fn d2s_out(
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        (n, c, h, w): (usize, usize, usize, usize),
+        (oh, ow): (usize, usize),
+    ) -> Result<CudaStorage> {
+        let d = dev(s1);
+        let (x, b) = (view_as::<f16>(s1, l1)?, view(s2, l2)?);
+        let out = unsafe { d.alloc::<f32>(n * c * oh * ow)? };
+        let (ci, h, w, ohi, owi) = (c as i32, h as i32, w as i32, oh as i32, ow as i32);
+        launch!(
+            d,
+            "d2s_out_h",
+            by_rows(n * c, oh),
+            &x,
+            &out,
+            &b,
+            &ci,
+            &h,
+            &w,
+            &ohi,
+            &owi
+        );
         Ok(CudaStorage::wrap_cuda_slice(out, d))
     }
 
@@ -1051,13 +1253,26 @@ mod gpu {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<CudaStorage> {
+        let (a, b) = ((s1, l1), (s2, l2));
+        match s1.dtype() {
+            DType::F16 => relu_bwd_t::<f16>(a, b, "relu_bwd_h"),
+            DType::BF16 => relu_bwd_t::<bf16>(a, b, "relu_bwd_b"),
+            _ => relu_bwd_t::<f32>(a, b, "relu_bwd"),
+        }
+    }
+
+    fn relu_bwd_t<T: CudaDType + DeviceRepr>(
+        (s1, l1): Operand,
+        (s2, l2): Operand,
+        kernel: &'static str,
+    ) -> Result<CudaStorage> {
         let d = dev(s1);
-        let (y, g) = (view(s1, l1)?, view(s2, l2)?);
+        let (y, g) = (view_as::<T>(s1, l1)?, view_as::<T>(s2, l2)?);
         let total = l1.shape().elem_count();
-        let out = unsafe { d.alloc::<f32>(total)? };
+        let out = unsafe { d.alloc::<T>(total)? };
         let t = total as i64;
-        launch!(d, "relu_bwd", flat(total), &y, &g, &out, &t);
-        Ok(CudaStorage::wrap_cuda_slice(out, d))
+        launch!(d, kernel, flat(total), &y, &g, &out, &t);
+        Ok(T::wrap_cuda_slice(out, d))
     }
 
     type Operand<'a> = (&'a CudaStorage, &'a Layout);
@@ -1428,6 +1643,7 @@ mod tests {
         for name in [
             "remap_fwd",
             "remap_fwd_h",
+            "d2s_out_h",
             "in_apply_h",
             "in_bwd_params",
             "maxpool2_bwd",

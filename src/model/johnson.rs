@@ -15,6 +15,13 @@ const EPS: f64 = 1e-5;
 const MIN_SIDE: usize = 5;
 pub const NORM_LAYERS: usize = 15;
 
+/// Whether the 3-channel input conv takes the twice-blocked form (`ATELIER_INPUT_BLOCKED=0`
+/// keeps cuDNN's direct form, for comparisons).
+fn input_blocked() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ATELIER_INPUT_BLOCKED").map_or(true, |v| v != "0"))
+}
+
 #[derive(Debug, Clone)]
 struct ConvLayer {
     conv: Conv,
@@ -41,6 +48,7 @@ impl ConvLayer {
             (true, true, 3, 1) => Some(FastConv::subpixel(&conv.weight)?),
             (true, false, 3, 2) if c_in <= 32 => Some(FastConv::strided(&conv.weight)?),
             (true, false, 9, 1) if c_in > 3 => Some(FastConv::blocked(&conv.weight)?),
+            (true, false, 9, 1) if input_blocked() => Some(FastConv::blocked4(&conv.weight)?),
             _ => None,
         };
         Ok(Self {
@@ -56,6 +64,22 @@ impl ConvLayer {
             (Some(f), Some(b)) => f.forward(x)?.broadcast_add(&b.reshape((1, (), 1, 1))?),
             (Some(f), None) => f.forward(x),
             (None, _) => self.conv.forward(&self.pad(x)?),
+        }
+    }
+
+    /// The last layer: half-precision networks return f32 (fused into one pass where
+    /// [`FastConv::forward_output`] allows), others their own dtype.
+    fn forward_output(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(f), Some(b)) = (&self.fast, &self.conv.bias) {
+            if let Some(y) = f.forward_output(x, b)? {
+                return Ok(y);
+            }
+        }
+        let y = self.forward(x)?;
+        if y.dtype() == candle_core::DType::F16 {
+            y.to_dtype(candle_core::DType::F32)
+        } else {
+            Ok(y)
         }
     }
 
@@ -169,10 +193,7 @@ impl JohnsonNet {
         y = norm_or_stop!(ctx, 13, 2, y, self.in4, true);
         y = self.deconv2.forward_before_norm(&y)?;
         y = norm_or_stop!(ctx, 14, 1, y, self.in5, true);
-        y = self.deconv3.forward(&y)?;
-        if y.dtype() == candle_core::DType::F16 {
-            y = y.to_dtype(candle_core::DType::F32)?;
-        }
+        y = self.deconv3.forward_output(&y)?;
         // Two stride-2 convs then two ×2 upsamplings round odd sizes up: crop back.
         Ok(Some(y.narrow(2, 0, h)?.narrow(3, 0, w)?))
     }

@@ -269,13 +269,15 @@ impl Conv {
 }
 
 impl Conv {
-    /// The conv for an output that feeds an instance norm, which cancels the bias exactly:
-    /// on accelerators and outside autograd the bias add is skipped (one pass over the
-    /// output less). The CPU path adds it for free inside its GEMM, and training keeps it
-    /// so the parameter stays in the graph.
+    /// The conv for an output that feeds an instance norm, which subtracts each channel's mean
+    /// and with it the bias: the bias add (a pass over the output, and in training its gradient,
+    /// a reduction, and its accumulation) is skipped. The bias then gets no gradient, which
+    /// changes nothing the network computes: its exact gradient is zero (with one, Adam only
+    /// turns rounding noise into steps that the norm cancels again). The CPU inference path
+    /// adds it for free inside its GEMM.
     pub fn forward_before_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if x.device().is_cpu() || self.weight.track_op() || x.track_op() {
-            return self.forward(x);
+        if self.use_fast_cpu_path(x) {
+            return self.forward_cpu(x);
         }
         conv2d_banded(x, &self.weight, self.stride)
     }
@@ -302,7 +304,17 @@ const IM2COL_BUDGET_BYTES: usize = 512 << 20;
 /// workspace holds it falls back to far slower kernels (H100, f16, 3840×2160: the 3-channel
 /// output conv, 32 channels in, took 168 ms against 1.5 ms at 1024², 14× for 8× the pixels).
 /// Bands of rows this size keep every call in the range where it scales.
-const CUDNN_BAND_ELEMENTS: usize = 1 << 26;
+/// `ATELIER_BAND_ELEMENTS` sets another size (small values check the banded path on small
+/// images).
+fn cudnn_band_elements() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("ATELIER_BAND_ELEMENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1 << 26)
+    })
+}
 
 /// An unpadded conv for any device; differentiable, so training uses it too.
 ///
@@ -319,15 +331,14 @@ pub fn conv2d_banded(x: &Tensor, w: &Tensor, stride: usize) -> candle_core::Resu
     let (_, _, k, _) = w.dims4()?;
     let out_w = (wd - k) / stride + 1;
     if super::gpu_conv::available(x, w) {
-        let cudnn = |band: &Tensor| super::gpu_conv::conv2d(band, w, stride, 0);
         if x.track_op() || w.track_op() {
-            return cudnn(x);
+            return super::gpu_conv::conv2d(x, w, stride, 0);
         }
         let c_out = w.dim(0)?;
         // Per output pixel: c_out outputs, and c_in·stride² inputs.
         let per_pixel = (c_in * stride * stride).max(c_out);
-        let rows = CUDNN_BAND_ELEMENTS / (n * out_w * per_pixel).max(1);
-        return conv_in_bands(x, k, stride, rows, cudnn);
+        let rows = cudnn_band_elements() / (n * out_w * per_pixel).max(1);
+        return super::gpu_conv::conv2d_in_bands(x, w, stride, rows);
     }
     let row_bytes = n * out_w * c_in * k * k * x.dtype().size_in_bytes();
     let rows = IM2COL_BUDGET_BYTES / row_bytes.max(1);

@@ -464,10 +464,34 @@ pub fn step(
     x: &Tensor,
 ) -> Result<loss::Losses> {
     let y = net.forward(x)?;
-    let losses = objective.compute(x, &y)?;
-    let grads = losses.total.backward()?;
+    if !manual_loss_backward(&y) {
+        let losses = objective.compute(x, &y)?;
+        let grads = losses.total.backward()?;
+        adam.apply(&grads)?;
+        return Ok(losses);
+    }
+    let (mut losses, grad_y) = objective.compute_with_grad(x, &y.detach())?;
+    // Its gradient with respect to `y` is `grad_y`, and autograd takes it from there.
+    let mut surrogate = y.mul(&grad_y)?.sum_all()?;
+    if let Some(tv) = objective.tv_loss(&y)? {
+        surrogate = (surrogate + &tv)?;
+        losses.total = (&losses.total + tv.detach())?;
+        losses.tv = Some(tv.detach());
+    }
+    let grads = surrogate.backward()?;
     adam.apply(&grads)?;
     Ok(losses)
+}
+
+/// Whether [`step`] runs the loss network's backward pass by hand
+/// ([`loss::Perceptual::compute_with_grad`]) rather than through candle's autograd: on CUDA with
+/// cuDNN, where it is faster; `ATELIER_MANUAL_BACKWARD=0` turns it off for comparisons. Both
+/// compute the same gradient (tests/loss_gradient.rs).
+pub(crate) fn manual_loss_backward(y: &Tensor) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on =
+        *ON.get_or_init(|| std::env::var("ATELIER_MANUAL_BACKWARD").map_or(true, |v| v != "0"));
+    on && cfg!(feature = "cudnn") && y.device().is_cuda()
 }
 
 /// Re-initialises every parameter from a seeded generator (candle's CPU RNG cannot be
