@@ -20,8 +20,8 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 pub fn available(x: &Tensor, w: &Tensor) -> bool {
     let dtypes_ok = match (x.dtype(), w.dtype()) {
         (DType::F32, DType::F32) => true,
-        // bf16: the loss network in mixed-precision training (forward and backward).
         (DType::F16, DType::F16) => !x.track_op() && !w.track_op(),
+        // bf16: the loss network in mixed-precision training (forward and backward).
         (DType::BF16, DType::BF16) => true,
         _ => false,
     };
@@ -73,9 +73,10 @@ pub fn conv2d_input_grad(
 }
 
 /// The unpadded conv `x ⋆ w` for inference, run as one cuDNN call per band of at most `rows`
-/// output rows. Each band reads its rows of `x` and writes its rows of the one output tensor
-/// in place through strided descriptors: copying bands out and concatenating the results
-/// (candle's `narrow` + `cat`) moved 13 of the 39 ms of a 3840×2160 pass (H200, f16).
+/// output rows. Each band writes its rows of the one output tensor in place through a strided
+/// descriptor, and reads a copy of its input rows made by a row kernel (see `band_mode` for
+/// why): cutting bands out with candle's `narrow` + `contiguous` and joining the results with
+/// `cat` took 13 of the 39 ms of kernels of a 3840×2160 pass (H200, f16).
 pub fn conv2d_in_bands(x: &Tensor, w: &Tensor, stride: usize, rows: usize) -> Result<Tensor> {
     if x.track_op() || w.track_op() {
         candle_core::bail!("conv2d_in_bands is for inference only");
@@ -866,7 +867,7 @@ mod cudnn {
     }
 
     /// Forward conv of `x` (no padding) in bands of at most `rows` output rows, each band
-    /// read from and written to its rows of the whole tensors (no copies).
+    /// written to its rows of the one output tensor (its input rows as `band_mode` says).
     pub fn forward_in_bands(
         x: [usize; 4],
         w: [usize; 4],
