@@ -41,21 +41,16 @@ fn hand_written_loss_gradient_matches_autograd() {
         );
     }
     assert_eq!(manual_grad.dims(), auto_grad.dims());
-    let diff = (&manual_grad - auto_grad)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = auto_grad
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let max_abs = |t: &Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let diff = max_abs(&(&manual_grad - auto_grad).unwrap());
+    let scale = max_abs(auto_grad);
     assert!(scale > 0.0, "the autograd gradient is zero");
     assert!(
         diff <= 1e-4 * scale,

@@ -36,8 +36,14 @@ fn enabled_by_env() -> bool {
 /// Convolution of `x` `(N, C, H, W)` with `w` `(O, C, K, K)`, zero padding `pad` on each
 /// side, dilation 1.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    checked_conv(x, w, Geom { stride, pad }, None)
+}
+
+/// Applies [`Conv`] after checking that `w` fits `x`.
+fn checked_conv(x: &Tensor, w: &Tensor, p: Geom, band_rows: Option<usize>) -> Result<Tensor> {
     let (_, c, h, wd) = x.dims4()?;
     let (_, cw, kh, kw) = w.dims4()?;
+    let Geom { stride, pad } = p;
     if c != cw || kh > h + 2 * pad || kw > wd + 2 * pad || stride == 0 {
         candle_core::bail!(
             "conv2d: input {:?} does not fit kernel {:?} at stride {stride}, padding {pad}",
@@ -45,13 +51,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
             w.dims()
         );
     }
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        Conv {
-            p: Geom { stride, pad },
-            band_rows: None,
-        },
-    )
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv { p, band_rows })
 }
 
 /// The gradient of [`conv2d`] with respect to its input: `∂L/∂x` of shape `x_dims` from
@@ -81,22 +82,7 @@ pub fn conv2d_in_bands(x: &Tensor, w: &Tensor, stride: usize, rows: usize) -> Re
     if x.track_op() || w.track_op() {
         candle_core::bail!("conv2d_in_bands is for inference only");
     }
-    let (_, c, h, _) = x.dims4()?;
-    let (_, cw, k, _) = w.dims4()?;
-    if c != cw || k > h || stride == 0 {
-        candle_core::bail!(
-            "conv2d: input {:?} does not fit kernel {:?} at stride {stride}",
-            x.dims(),
-            w.dims()
-        );
-    }
-    x.contiguous()?.apply_op2(
-        &w.contiguous()?,
-        Conv {
-            p: Geom { stride, pad: 0 },
-            band_rows: Some(rows.max(1)),
-        },
-    )
+    checked_conv(x, w, Geom { stride, pad: 0 }, Some(rows.max(1)))
 }
 
 /// Stride and zero padding of a conv.

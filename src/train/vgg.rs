@@ -360,14 +360,7 @@ fn pool_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
     }
     // Elsewhere (tests, CPU training) through autograd on this one operation.
     let v = candle_core::Var::from_tensor(&a.detach())?;
-    let grads = max_pool_2x2(v.as_tensor())?
-        .mul(&g.detach())?
-        .sum_all()?
-        .backward()?;
-    grads
-        .get(v.as_tensor())
-        .cloned()
-        .ok_or_else(|| candle_core::Error::Msg("max pool has no gradient".into()))
+    grad_through(&v, &max_pool_2x2(v.as_tensor())?, g)
 }
 
 /// Gradient of a 3×3, padding-1 conv with weights `w` with respect to its input of `x_dims`.
@@ -378,16 +371,17 @@ fn conv_input_grad(g: &Tensor, w: &Tensor, x_dims: [usize; 4]) -> candle_core::R
     }
     // The conv is linear in its input: the gradient does not depend on where it is taken.
     let v = candle_core::Var::zeros(x_dims.to_vec(), g.dtype(), g.device())?;
-    let grads = v
-        .as_tensor()
-        .conv2d(&w.detach(), 1, 1, 1, 1)?
-        .mul(&g.detach())?
-        .sum_all()?
-        .backward()?;
+    grad_through(&v, &v.as_tensor().conv2d(&w.detach(), 1, 1, 1, 1)?, g)
+}
+
+/// `∂L/∂v` for `y` computed from `v`, given `∂L/∂y = g`: one operation's gradient through
+/// autograd, for the devices without the loss network's CUDA kernels.
+fn grad_through(v: &candle_core::Var, y: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
+    let grads = y.mul(&g.detach())?.sum_all()?.backward()?;
     grads
         .get(v.as_tensor())
         .cloned()
-        .ok_or_else(|| candle_core::Error::Msg("conv has no input gradient".into()))
+        .ok_or_else(|| candle_core::Error::Msg("the operation has no input gradient".into()))
 }
 
 /// 2×2 max pooling, stride 2 (odd trailing rows/columns dropped, as in VGG).
