@@ -831,9 +831,28 @@ mod cudnn {
         dev: &CudaDevice,
         h: sys::cudnnHandle_t,
         key: &Key,
+        a: (&CudaStorage, &Layout),
+        b: (&CudaStorage, &Layout),
+        out_len: usize,
+    ) -> Result<CudaStorage> {
+        with_operands::<T>(dev, a, b, out_len, |pa, pb, po| {
+            let ptrs = Ptrs {
+                a: pa as *const c_void,
+                b: pb as *const c_void,
+                out: po as *mut c_void,
+            };
+            execute(dev, h, key, ptrs)
+        })
+    }
+
+    /// Allocates an output of `out_len` elements and runs `f` on the device addresses of the
+    /// two operands and the output, which stay valid until it returns.
+    fn with_operands<T: CudaDType + DeviceRepr>(
+        dev: &CudaDevice,
         (s1, l1): (&CudaStorage, &Layout),
         (s2, l2): (&CudaStorage, &Layout),
         out_len: usize,
+        f: impl FnOnce(u64, u64, u64) -> Result<()>,
     ) -> Result<CudaStorage> {
         let a = s1.as_cuda_slice::<T>()?.slice(l1.start_offset()..);
         let b = s2.as_cuda_slice::<T>()?.slice(l2.start_offset()..);
@@ -842,12 +861,7 @@ mod cudnn {
         let (pa, _ga) = a.device_ptr(&stream);
         let (pb, _gb) = b.device_ptr(&stream);
         let (po, _go) = out.device_ptr_mut(&stream);
-        let ptrs = Ptrs {
-            a: pa as *const c_void,
-            b: pb as *const c_void,
-            out: po as *mut c_void,
-        };
-        execute(dev, h, key, ptrs)?;
+        f(pa, pb, po)?;
         drop((_ga, _gb, _go));
         Ok(T::wrap_cuda_slice(out, dev.clone()))
     }
@@ -884,94 +898,89 @@ mod cudnn {
         w: [usize; 4],
         p: super::Geom,
         rows: usize,
-        (s1, l1): (&CudaStorage, &Layout),
-        (s2, l2): (&CudaStorage, &Layout),
+        a: (&CudaStorage, &Layout),
+        b: (&CudaStorage, &Layout),
     ) -> Result<CudaStorage> {
         let [n, c, xh, xw] = x;
         let (k, stride) = (w[2], p.stride);
         let (oh, ow) = (p.out(xh, w[2]), p.out(xw, w[3]));
-        let a = s1.as_cuda_slice::<T>()?.slice(l1.start_offset()..);
-        let b = s2.as_cuda_slice::<T>()?.slice(l2.start_offset()..);
-        let mut out = unsafe { dev.alloc::<T>(n * w[0] * oh * ow)? };
-        let stream = dev.cuda_stream();
-        let (pa, _ga) = a.device_ptr(&stream);
-        let (pb, _gb) = b.device_ptr(&stream);
-        let (po, _go) = out.device_ptr_mut(&stream);
         let size = std::mem::size_of::<T>() as u64;
         let (x_strided, y_strided) = band_mode();
-        let mut y0 = 0;
-        while y0 < oh {
-            let y1 = (y0 + rows.max(1)).min(oh);
-            let in0 = y0 * stride;
-            let in_rows = (y1 - 1) * stride + k - in0;
-            let key = Key {
-                device: dev.id(),
-                io,
-                pass: Pass::Forward,
-                x: [n, c, in_rows, xw],
-                w,
-                p,
-                parent: (x_strided.then_some(xh), y_strided.then_some(oh)),
-            };
-            // Packed sides go through buffers of the band's size and a row copy.
-            let mut x_buf = None;
-            let pa_band = if x_strided {
-                pa + (in0 * xw) as u64 * size
-            } else {
-                let mut b = unsafe { dev.alloc::<T>(n * c * in_rows * xw)? };
-                let (pb_, _g) = b.device_ptr_mut(&stream);
-                unsafe {
-                    crate::model::cuda_ops::gpu::copy_rows_raw(
-                        dev,
-                        io != Io::F32,
-                        (pa, pb_),
-                        n * c,
-                        xw,
-                        in_rows,
-                        (xh, in0),
-                        (in_rows, 0),
-                    )?;
+        let stream = dev.cuda_stream();
+        with_operands::<T>(dev, a, b, n * w[0] * oh * ow, |pa, pb, po| {
+            let mut y0 = 0;
+            while y0 < oh {
+                let y1 = (y0 + rows.max(1)).min(oh);
+                let in0 = y0 * stride;
+                let in_rows = (y1 - 1) * stride + k - in0;
+                let key = Key {
+                    device: dev.id(),
+                    io,
+                    pass: Pass::Forward,
+                    x: [n, c, in_rows, xw],
+                    w,
+                    p,
+                    parent: (x_strided.then_some(xh), y_strided.then_some(oh)),
+                };
+                // Packed sides go through buffers of the band's size and a row copy.
+                let mut x_buf = None;
+                let pa_band = if x_strided {
+                    pa + (in0 * xw) as u64 * size
+                } else {
+                    let mut b = unsafe { dev.alloc::<T>(n * c * in_rows * xw)? };
+                    let (pb_, _g) = b.device_ptr_mut(&stream);
+                    unsafe {
+                        crate::model::cuda_ops::gpu::copy_rows_raw(
+                            dev,
+                            io != Io::F32,
+                            (pa, pb_),
+                            n * c,
+                            xw,
+                            in_rows,
+                            (xh, in0),
+                            (in_rows, 0),
+                        )?;
+                    }
+                    drop(_g);
+                    x_buf = Some(b);
+                    pb_
+                };
+                let mut y_buf = None;
+                let po_band = if y_strided {
+                    po + (y0 * ow) as u64 * size
+                } else {
+                    let mut b = unsafe { dev.alloc::<T>(n * w[0] * (y1 - y0) * ow)? };
+                    let (p_, _g) = b.device_ptr_mut(&stream);
+                    drop(_g);
+                    y_buf = Some(b);
+                    p_
+                };
+                let ptrs = Ptrs {
+                    a: pa_band as *const c_void,
+                    b: pb as *const c_void,
+                    out: po_band as *mut c_void,
+                };
+                execute(dev, h, &key, ptrs)?;
+                if !y_strided {
+                    unsafe {
+                        crate::model::cuda_ops::gpu::copy_rows_raw(
+                            dev,
+                            io != Io::F32,
+                            (po_band, po),
+                            n * w[0],
+                            ow,
+                            y1 - y0,
+                            (y1 - y0, 0),
+                            (oh, y0),
+                        )?;
+                    }
                 }
-                drop(_g);
-                x_buf = Some(b);
-                pb_
-            };
-            let mut y_buf = None;
-            let po_band = if y_strided {
-                po + (y0 * ow) as u64 * size
-            } else {
-                let mut b = unsafe { dev.alloc::<T>(n * w[0] * (y1 - y0) * ow)? };
-                let (p_, _g) = b.device_ptr_mut(&stream);
-                drop(_g);
-                y_buf = Some(b);
-                p_
-            };
-            let ptrs = Ptrs {
-                a: pa_band as *const c_void,
-                b: pb as *const c_void,
-                out: po_band as *mut c_void,
-            };
-            execute(dev, h, &key, ptrs)?;
-            if !y_strided {
-                unsafe {
-                    crate::model::cuda_ops::gpu::copy_rows_raw(
-                        dev,
-                        io != Io::F32,
-                        (po_band, po),
-                        n * w[0],
-                        ow,
-                        y1 - y0,
-                        (y1 - y0, 0),
-                        (oh, y0),
-                    )?;
-                }
+                // Stream-ordered: the buffers are freed after the work queued on them.
+                drop((x_buf, y_buf));
+                y0 = y1;
             }
-            // Stream-ordered: the buffers are freed after the work queued on them.
-            drop((x_buf, y_buf));
-            y0 = y1;
-        }
-        drop((_ga, _gb, _go));
-        Ok(T::wrap_cuda_slice(out, dev.clone()))
+            Ok(())
+        })
     }
 
     /// Which sides of a banded conv cuDNN reads or writes in place through strided descriptors.
