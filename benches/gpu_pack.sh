@@ -15,6 +15,11 @@
 #                 local ffprobe's description of it (the GPU machine has no ffprobe).
 #                 FFMPEG_XZ=... instead takes an already xz-compressed build.
 #   VIDEO_FRAMES=120  length of that clip
+#   STYLES=all    pack every public-domain painting (the six in styles/ and styles/more/) for
+#                 gpu_train_many.sh, or STYLES="wave the_kiss" just those; default: the six
+#   JOBS=FILE     the run list for gpu_train_many.sh (packed as .gpu/jobs.txt)
+#   EVAL_DATA=1   pack the held-out photos (imagenet-sample-256/eval) for `atelier eval`
+#   NO_REF=1      leave out the fast-style-transfer reference checkpoint (the `check` step)
 # Size: the xz'd ffmpeg is 21 MB, so with it the working tree (40 MB) + .gpu no longer fit the
 # device tool's 64 MiB. For such a call pack with TRAIN_DATA=0, delete .gpu/ref and .gpu/styles,
 # and move the gallery models other than starry_night out of models/ until the call returns.
@@ -33,13 +38,22 @@ if [ -x "$CHECK_BIN" ]; then xz -T2 -6 -c "$CHECK_BIN" > .gpu/cuda_check.xz; fi
 if [ -n "${BASE_BIN:-}" ]; then xz -T2 -6 -c "$BASE_BIN" > .gpu/atelier-base.xz; fi
 cp "$SHARED/bench/pytorch_reference.py" .gpu/
 # The VGG16 travels with the working tree (models/).
-cp -r "$SHARED/reference/fast-style-transfer/checkpoints/udnie" .gpu/ref/udnie
-cp "$SHARED/reference/fast-style-transfer/content/chicago.png" .gpu/ref/
-cp "$SHARED/reference/fast-style-transfer/expected/chicago_udnie.png" .gpu/ref/
+if [ "${NO_REF:-0}" != 1 ]; then
+  cp -r "$SHARED/reference/fast-style-transfer/checkpoints/udnie" .gpu/ref/udnie
+  cp "$SHARED/reference/fast-style-transfer/content/chicago.png" .gpu/ref/
+  cp "$SHARED/reference/fast-style-transfer/expected/chicago_udnie.png" .gpu/ref/
+fi
 # Training data for a quality run (train/ only; eval/ is for measuring); TRAIN_DATA=0 leaves
 # it out when the run needs no `train` step (the working tree + .gpu must stay under 64 MiB).
 if [ "${TRAIN_DATA:-1}" != 0 ]; then cp -r "$SHARED/datasets/imagenet-sample-256/train" .gpu/train; fi
-mkdir -p .gpu/styles && cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg .gpu/styles/
+mkdir -p .gpu/styles
+case "${STYLES:-}" in
+  "") cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg .gpu/styles/ ;;
+  all) cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg \
+         "$SHARED/styles/more/"*.jpg .gpu/styles/ ;;
+  *) for s in $STYLES; do cp "$(ls "$SHARED/styles/$s.jpg" "$SHARED/styles/more/$s.jpg" 2>/dev/null | head -1)" .gpu/styles/; done ;;
+esac
+if [ "${EVAL_DATA:-0}" = 1 ]; then cp -r "$SHARED/datasets/imagenet-sample-256/eval" .gpu/eval; fi
 if [ -n "${FFMPEG:-}${FFMPEG_XZ:-}" ]; then
   mkdir -p .gpu/video
   if [ -n "${FFMPEG_XZ:-}" ]; then cp "$FFMPEG_XZ" .gpu/video/ffmpeg.xz; else xz -T2 -9 -c "$FFMPEG" > .gpu/video/ffmpeg.xz; fi
@@ -47,5 +61,6 @@ if [ -n "${FFMPEG:-}${FFMPEG_XZ:-}" ]; then
     -c:v libx264 -crf 23 -preset fast -pix_fmt yuv420p -an .gpu/video/fox1080.mp4
   ffprobe -v error -show_streams -show_format -of json .gpu/video/fox1080.mp4 > .gpu/video/fox1080.ffprobe.json
 fi
-cp benches/gpu_run.sh benches/torch_train_reference.py .gpu/
+cp benches/gpu_run.sh benches/gpu_train_many.sh benches/torch_train_reference.py .gpu/
+[ -n "${JOBS:-}" ] && cp "$JOBS" .gpu/jobs.txt
 du -sh .gpu

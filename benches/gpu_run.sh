@@ -18,7 +18,7 @@ export ATELIER_DATA_DIR=/tmp/atelier-data
 A=/tmp/atelier
 xz -dc .gpu/atelier.xz > $A && chmod +x $A
 STEPS=${STEPS:-check bench torch}
-VGG=models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors
+VGG=models/vgg16-imagenet-keras-conv1_1-conv5_3.f16.safetensors
 QUALITY="--quality-model models/starry_night.safetensors --quality-photos assets/examples"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "cudnn: $CUDNN_DIR"; } | tee "$OUT/gpu.txt"
 # Sums ncu's per-kernel GPU times from /tmp/ncu.csv into $OUT/$1, in launch order and by name.

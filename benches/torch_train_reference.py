@@ -18,7 +18,7 @@ def load(p):
         from PIL import Image; import numpy as np
         return torch.from_numpy(np.asarray(Image.open(p).convert('RGB'))).permute(2,0,1).float()
 dev='cuda'; torch.manual_seed(42); random.seed(42)
-W={k:v.float().to(dev) for k,v in load_file('models/vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors').items()}
+W={k:v.float().to(dev) for k,v in load_file('models/vgg16-imagenet-keras-conv1_1-conv5_3.f16.safetensors').items()}
 files=sorted(glob.glob('.gpu/train/*.jpg'))
 imgs=[F.interpolate(load(f)[None],size=(256,256),mode='bilinear',align_corners=False)[0] for f in files]
 style=load('.gpu/styles/starry_night.jpg')[None].to(dev)

@@ -11,9 +11,8 @@
 //! content and style loss (the training weights, VGG16 in models/) over the held-out photos.
 
 use anyhow::{bail, Context, Result};
-use atelier::model::format::{read_meta, update_meta};
+use atelier::model::format::update_meta;
 use atelier::stylize::{Hooks, Stylizer, Tiling};
-use atelier::train::{loss::Perceptual, vgg::Vgg16};
 use candle_core::{Device, Tensor};
 use image::{imageops, RgbImage};
 use std::path::{Path, PathBuf};
@@ -138,73 +137,6 @@ fn sheet(models: &[PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn to_tensor(img: &RgbImage, device: &Device) -> Result<Tensor> {
-    Ok(atelier::stylize::image_to_tensor(
-        img,
-        0,
-        0,
-        img.width(),
-        img.height(),
-        device,
-    )?)
-}
-
-fn losses(models: &[PathBuf], styles: &Path, eval: &Path) -> Result<()> {
-    let device = Device::Cpu;
-    let vgg_path = atelier::train::vgg::bundled_vgg_path().context("no VGG16 in models/")?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(eval)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let photos: Vec<RgbImage> = files
-        .iter()
-        .map(|p| {
-            let i = atelier::image_io::load_rgb(p)?;
-            Ok(imageops::resize(
-                &i,
-                256,
-                256,
-                imageops::FilterType::Triangle,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    println!("| style | content loss | style loss | photos |\n| --- | --- | --- | --- |");
-    for m in models {
-        let meta = read_meta(m)?;
-        let t = meta.training.clone().unwrap_or_default();
-        let cw = t["content_weight"].as_f64().unwrap_or(1e5);
-        let sw = t["style_weight"].as_f64().unwrap_or(2e5);
-        let painting = atelier::image_io::load_rgb(&styles.join(format!("{}.jpg", stem(m))))?;
-        let side = painting.width().max(painting.height()).min(1024);
-        let painting = atelier::train::resize_longest(&painting, side);
-        let objective = Perceptual::new(
-            Vgg16::load(&vgg_path, &device)?,
-            &to_tensor(&painting, &device)?,
-            cw,
-            sw,
-            0.0,
-        )?;
-        let s = Stylizer::load(m, &device)?;
-        let (mut c, mut st) = (0f64, 0f64);
-        for p in &photos {
-            let y = s.stylize_raw(p, Tiling::Off, &mut Hooks::default())?;
-            let l = objective.compute(&to_tensor(p, &device)?, &to_tensor(&y, &device)?)?;
-            c += l.content.to_scalar::<f32>()? as f64;
-            st += l.style.to_scalar::<f32>()? as f64;
-        }
-        let n = photos.len().max(1) as f64;
-        println!(
-            "| {} | {:.3e} | {:.3e} | {} |",
-            meta.name,
-            c / n,
-            st / n,
-            photos.len()
-        );
-    }
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| -> Option<String> {
@@ -221,11 +153,6 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("meta") => meta(&models, &flag("--card").unwrap_or_else(|| "unknown".into())),
         Some("sheet") => sheet(&models, Path::new(&flag("-o").context("-o OUT")?)),
-        Some("losses") => losses(
-            &models,
-            Path::new(&flag("--styles").context("--styles DIR")?),
-            Path::new(&flag("--eval").context("--eval DIR")?),
-        ),
         _ => bail!("usage: gallery meta|sheet|losses MODEL... (see the file's header)"),
     }
 }

@@ -370,8 +370,11 @@ fn training_setup(
     )?;
     let adam = Adam::for_varmap(&vm, 1e-3)?;
     let style = (Tensor::rand(0f32, 1f32, (1, 3, 512, 512), device)? * 255.0)?;
-    let objective = Perceptual::new(Vgg16::load(vgg_path, device)?, &style, 1e5, 3e6, 0.0)?;
+    let vgg = Vgg16::load(vgg_path, device)?;
+    let spec = crate::train::loss::LossSpec::normalised(crate::train::loss::Strength::Balanced);
     let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;
+    let energy = crate::train::loss::photo_gram_energy(&vgg, &x, &spec)?;
+    let objective = Perceptual::new(vgg, &style, &spec, Some(&energy))?;
     Ok((net, objective, adam, x))
 }
 

@@ -29,6 +29,11 @@ pub enum Error {
     #[error("device: {0}")]
     Device(String),
 
+    /// A training step produced NaN or infinite values (`what` says which); nothing of it
+    /// was applied.
+    #[error("{what}")]
+    NonFinite { what: String },
+
     /// The caller asked us to stop.
     #[error("cancelled")]
     Cancelled,

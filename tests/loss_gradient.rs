@@ -3,20 +3,32 @@
 
 mod common;
 
-use atelier::train::loss::Perceptual;
+use atelier::train::loss::{photo_gram_energy, LossSpec, Perceptual, Strength};
 use atelier::train::vgg::Vgg16;
 use candle_core::{Device, Tensor, Var};
 
 #[test]
-fn hand_written_loss_gradient_matches_autograd() {
+fn hand_written_loss_gradient_matches_autograd_raw() {
+    check(&LossSpec::raw(1e5, 3e6, 0.0));
+}
+
+/// The default recipe: its content layer (relu3_3) is also a style layer, so two gradients
+/// meet at one tap, and it reaches block 5.
+#[test]
+fn hand_written_loss_gradient_matches_autograd_normalised() {
+    check(&LossSpec::normalised(Strength::Bold));
+}
+
+fn check(spec: &LossSpec) {
     let tmp = tempfile::tempdir().unwrap();
     let d = Device::Cpu;
     let vgg_path = common::tiny_vgg(tmp.path());
     let style = (Tensor::rand(0f32, 1f32, (1, 3, 24, 24), &d).unwrap() * 255.0).unwrap();
-    let objective =
-        Perceptual::new(Vgg16::load(&vgg_path, &d).unwrap(), &style, 1e5, 3e6, 0.0).unwrap();
     // Odd sizes after the second pool (20 → 10 → 5 → 2) exercise the dropped row and column.
     let x = (Tensor::rand(0f32, 1f32, (2, 3, 20, 20), &d).unwrap() * 255.0).unwrap();
+    let vgg = Vgg16::load(&vgg_path, &d).unwrap();
+    let energy = photo_gram_energy(&vgg, &x, spec).unwrap();
+    let objective = Perceptual::new(vgg, &style, spec, Some(&energy)).unwrap();
     let y =
         Var::from_tensor(&(Tensor::rand(0f32, 1f32, (2, 3, 20, 20), &d).unwrap() * 255.0).unwrap())
             .unwrap();

@@ -90,7 +90,7 @@ fn a_short_run_lowers_the_style_loss_and_yields_a_usable_model() {
     let mut cfg = config(&s, "run", 40);
     cfg.preview_every = 20;
     // With a random loss network the content term would dominate; this test is about the style term.
-    cfg.content_weight = 1e3;
+    cfg.set_strength(atelier::train::loss::Strength::Weight(1e4));
     let events = run(cfg, false);
     assert_eq!(failure(&events), None);
     let metrics = RunDir::read_metrics(&s.root.join("run")).unwrap();

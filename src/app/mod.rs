@@ -421,12 +421,12 @@ impl AtelierApp {
             return;
         }
         if let Ok(meta) = crate::model::format::read_meta(&p) {
-            // Already a native style: copy it into the user's styles.
+            // Already a native style: copy it into the user's styles, under a name of its own
+            // if that one is taken (a drop never replaces a style).
             let r = self
                 .gallery
                 .registry
-                .install(&p, &meta.name)
-                .map(|d| (d, meta.name))
+                .install_as_new(&p, &meta.name)
                 .map_err(|e| e.to_string());
             let _ = self.jobs_tx.send(JobResult::Imported(r));
         } else {
@@ -970,8 +970,8 @@ impl eframe::App for AtelierApp {
         self.poll_worker();
         self.poll_jobs(ctx);
         if let Some(TrainingOutcome::Finished { model, name }) = self.training.poll(ctx) {
-            match self.gallery.registry.install(&model, &name) {
-                Ok(dest) => {
+            match self.gallery.registry.install_as_new(&model, &name) {
+                Ok((dest, _)) => {
                     self.gallery.refresh(Some(ctx));
                     self.gallery.selected = Some(dest);
                     self.restyle();

@@ -29,6 +29,7 @@ pub struct TrainingPanel {
     pub content_dir: String,
     pub name: String,
     pub iterations: u64,
+    /// The normalised loss's style weight (see [`crate::train::loss::Strength`]).
     pub style_weight: f64,
     pub image_size: u32,
     pub batch_size: usize,
@@ -112,7 +113,7 @@ impl TrainingPanel {
         let run_dir = self.runs_dir.join(file_stem_for(&name));
         let mut cfg = TrainConfig::new(style, content, run_dir, name);
         cfg.iterations = self.iterations;
-        cfg.style_weight = self.style_weight;
+        cfg.set_strength(crate::train::loss::Strength::Weight(self.style_weight));
         cfg.image_size = self.image_size;
         cfg.batch_size = self.batch_size;
         cfg.vgg = self.vgg.clone();
@@ -286,8 +287,19 @@ impl TrainingPanel {
                 let l = ui.label("Iterations").on_hover_text("Training steps. 3000–4000 give a finished style; a few hundred show whether the settings work.");
                 ui.add(egui::DragValue::new(&mut self.iterations).range(1..=100_000).speed(50)).labelled_by(l.id);
                 ui.end_row();
-                let l = ui.label("Style weight").on_hover_text("How strongly the painting's texture is imposed. Higher: more painting, less photo. 1e5–1e6 is the useful range.");
-                ui.add(egui::DragValue::new(&mut self.style_weight).range(1.0..=1e9).speed(1e4).custom_formatter(|v, _| format!("{v:.1e}"))).labelled_by(l.id);
+                let l = ui.label("Strength").on_hover_text("How much of the painting the style carries. Balanced suits most paintings; subtle keeps more of the photo, bold more of the painting. The number is the style weight, for experts.");
+                ui.horizontal(|ui| {
+                    use crate::train::loss::Strength;
+                    for p in Strength::PRESETS {
+                        let w = p.style_weight();
+                        if ui.selectable_label(self.style_weight == w, p.label()).clicked() {
+                            self.style_weight = w;
+                        }
+                    }
+                    ui.add(egui::DragValue::new(&mut self.style_weight).range(0.1..=1000.0).speed(0.1))
+                        .labelled_by(l.id)
+                        .on_hover_text("The style weight of the normalised loss (balanced: 10).");
+                });
                 ui.end_row();
                 let l = ui.label("Image size").on_hover_text("Side of the square training crops. 256 is standard; larger learns larger brush strokes but is slower.");
                 ui.add(egui::DragValue::new(&mut self.image_size).range(64..=1024).speed(16)).labelled_by(l.id);

@@ -1,6 +1,7 @@
 //! Argument parsing and the subcommands; all real work is in the library.
 
 mod bench;
+mod eval;
 mod import;
 mod models;
 mod stylize;
@@ -50,6 +51,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Restyle a video (needs FFmpeg), with less flicker than frame by frame.
     Video(video::Args),
+    /// Measure styles on held-out photos: closeness to the painting and how much of the photo is kept.
+    Eval(eval::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Import(a)) => import::run(a),
         Some(Command::Models(a)) => models::run(a),
         Some(Command::Train(a)) => train::run(a),
+        Some(Command::Eval(a)) => eval::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Video(a)) => video::run(a),
         #[cfg(not(feature = "app"))]

@@ -165,6 +165,11 @@ impl JohnsonNet {
         })
     }
 
+    /// The input conv's weight (see [`super::StyleNet::first_weight`]).
+    pub fn first_weight(&self) -> &Tensor {
+        &self.conv1.conv.weight
+    }
+
     /// Runs the network; `None` when the context stopped the pass early.
     ///
     /// Computes in the parameters' dtype (f16 for half-precision inference) and returns f32.

@@ -181,6 +181,14 @@ impl StyleNet {
         }
     }
 
+    /// The input conv's weight: where backpropagation ends, so every gradient passes into it.
+    pub fn first_weight(&self) -> Option<&Tensor> {
+        match self {
+            StyleNet::Johnson(n) => Some(n.first_weight()),
+            StyleNet::Fst(_) => None,
+        }
+    }
+
     /// Forward pass whose instance norms are steered by `ctx` (see [`NormCtx`]).
     pub fn forward_ctx(
         &self,

@@ -90,13 +90,80 @@ impl Registry {
 }
 
 impl Registry {
-    /// Copies a trained or imported model file into the user's style folder under
-    /// `name`, replacing an older style of the same name; returns where it went.
-    pub fn install(&self, model: &Path, name: &str) -> Result<PathBuf> {
+    /// The styles (bundled or the user's) that `name` would clash with: the same display name
+    /// or file name, case-insensitively — what `--style NAME` would no longer tell apart.
+    pub fn clashes(&self, name: &str) -> Vec<StyleEntry> {
+        let wanted = name.trim().to_lowercase();
+        let stem = file_stem_for(name).to_lowercase();
+        let dest = self.user_model_path(name);
+        self.list()
+            .0
+            .into_iter()
+            .filter(|e| {
+                e.meta.name.trim().to_lowercase() == wanted
+                    || e.path
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy().to_lowercase() == stem)
+                    || e.path == dest
+            })
+            .collect()
+    }
+
+    /// Why installing `name` may not go ahead: it would replace a style without `overwrite`,
+    /// or clash with a bundled style (which is never replaced).
+    pub fn check_install(&self, name: &str, overwrite: bool) -> Result<()> {
+        let clashes = self.clashes(name);
+        if let Some(b) = clashes.iter().find(|e| e.origin == Origin::Bundled) {
+            return Err(Error::Invalid(format!(
+                "'{name}' is the name of a bundled style ({}); choose another name",
+                b.meta.name
+            )));
+        }
+        if let Some(u) = clashes.first() {
+            if !overwrite {
+                return Err(Error::Invalid(format!(
+                    "a style named '{}' already exists ({}); choose another name or pass --overwrite to replace it",
+                    u.meta.name,
+                    u.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a trained or imported model file into the user's style folder under `name`;
+    /// returns where it went. An existing style of that name is replaced only with
+    /// `overwrite` (see [`Self::check_install`]).
+    pub fn install(&self, model: &Path, name: &str, overwrite: bool) -> Result<PathBuf> {
+        self.check_install(name, overwrite)?;
         let dest = self.user_model_path(name);
         let bytes = std::fs::read(model).map_err(|e| Error::model(model, e))?;
-        crate::fsutil::write_atomic(&dest, true, &bytes)?;
+        crate::fsutil::write_atomic(&dest, overwrite, &bytes)?;
         Ok(dest)
+    }
+
+    /// `name`, or the first of "name 2", "name 3", … that clashes with no style: what the app
+    /// installs under, so a drop or a finished training never replaces anything.
+    pub fn free_name(&self, name: &str) -> String {
+        let base = name.trim();
+        if self.clashes(base).is_empty() {
+            return base.to_string();
+        }
+        (2..)
+            .map(|i| format!("{base} {i}"))
+            .find(|n| self.clashes(n).is_empty())
+            .expect("some number is free")
+    }
+
+    /// Installs under [`Self::free_name`], writing that name into the model's metadata;
+    /// returns the path and the name used.
+    pub fn install_as_new(&self, model: &Path, name: &str) -> Result<(PathBuf, String)> {
+        let name = self.free_name(name);
+        let dest = self.user_model_path(&name);
+        let bytes = std::fs::read(model).map_err(|e| Error::model(model, e))?;
+        crate::fsutil::write_atomic(&dest, false, &bytes)?;
+        super::format::update_meta(&dest, |m| m.name = name.clone())?;
+        Ok((dest, name))
     }
 
     /// Gives one of the user's styles a new display name (the file keeps its place).

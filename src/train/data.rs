@@ -19,6 +19,13 @@ const EXTENSIONS: [&str; 9] = [
     "jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "jfif",
 ];
 
+/// Whether `p` is named like a photo (by extension, any case).
+pub fn has_image_extension(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// Where the loader is in the data: the next sample is `order(epoch)[index]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataPosition {
@@ -35,6 +42,8 @@ pub struct Batch {
     pub next: DataPosition,
     /// Unreadable files skipped while assembling this batch.
     pub skipped: Vec<(PathBuf, String)>,
+    /// The photos in this batch (named when a step on it fails).
+    pub files: Vec<PathBuf>,
 }
 
 pub struct Dataset {
@@ -60,11 +69,7 @@ impl Dataset {
                 let p = entry.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if p
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-                {
+                } else if has_image_extension(&p) {
                     files.push(p);
                 }
             }
@@ -82,6 +87,56 @@ impl Dataset {
         idx.shuffle(&mut rng);
         idx
     }
+}
+
+/// Photos smaller than this on their short side carry too little to learn from.
+pub const MIN_PHOTO_SIDE: u32 = 16;
+/// Crops whose every channel varies less than this (standard deviation, 0..255) are flat.
+const FLAT_STD: f64 = 1.0;
+/// How many crops of a photo are tried before it counts as flat.
+const CROP_TRIES: usize = 4;
+
+/// Whether `img` has (almost) no variation: a flat crop gives the style network's instance
+/// norms zero variance, whose gradient is 1/√ε ≈ 316 per layer; through its fifteen norms
+/// that overflows f32 and turns every weight into NaN in one step.
+pub fn is_flat(img: &RgbImage) -> bool {
+    let n = (img.width() as f64) * (img.height() as f64);
+    if n < 2.0 {
+        return true;
+    }
+    (0..3).all(|c| {
+        let (mut sum, mut sq) = (0f64, 0f64);
+        for p in img.pixels() {
+            let v = p.0[c] as f64;
+            sum += v;
+            sq += v * v;
+        }
+        let mean = sum / n;
+        (sq / n - mean * mean).max(0.0).sqrt() < FLAT_STD
+    })
+}
+
+/// A training sample of `img`: a random crop that is not flat (several tries), or why the
+/// photo cannot give one.
+pub fn sample(
+    img: &RgbImage,
+    size: u32,
+    rng: &mut impl Rng,
+) -> std::result::Result<RgbImage, String> {
+    if img.width().min(img.height()) < MIN_PHOTO_SIDE {
+        return Err(format!(
+            "too small to train on ({}×{}; at least {MIN_PHOTO_SIDE} pixels a side)",
+            img.width(),
+            img.height()
+        ));
+    }
+    for _ in 0..CROP_TRIES {
+        let crop = augment(img, size, rng);
+        if !is_flat(&crop) {
+            return Ok(crop);
+        }
+    }
+    Err("flat: one colour with no detail to learn from".into())
 }
 
 /// Random square crop, resize to `size`, random horizontal flip; deterministic in `rng`.
@@ -148,7 +203,7 @@ impl Loader {
                             if pos.index >= order.len() {
                                 if whole_epoch && usable_this_epoch < batch {
                                     let _ = tx.send(Err(Error::Invalid(format!(
-                                        "only {usable_this_epoch} of {} images in {} are readable; need at least {batch} (one batch)",
+                                        "only {usable_this_epoch} of {} images in {} can be trained on (the others are unreadable, too small or one flat colour); need at least {batch} (one batch)",
                                         dataset.files.len(),
                                         dataset.root.display()
                                     ))));
@@ -167,8 +222,10 @@ impl Loader {
                             .map(|&(p, i)| {
                                 let path = &dataset.files[i];
                                 image_io::load_rgb(path)
-                                    .map(|img| augment(&img, size, &mut sample_rng(seed, p)))
-                                    .map_err(|e| (path.clone(), e.to_string()))
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|img| sample(&img, size, &mut sample_rng(seed, p)))
+                                    .map(|img| (path.clone(), img))
+                                    .map_err(|e| (path.clone(), e))
                             })
                             .collect();
                         for d in decoded {
@@ -183,6 +240,8 @@ impl Loader {
                     }
                     let hw = (size * size) as usize;
                     let mut pixels = vec![0f32; batch * 3 * hw];
+                    let (files, images): (Vec<PathBuf>, Vec<RgbImage>) =
+                        images.into_iter().unzip();
                     for (b, img) in images.iter().enumerate() {
                         for (i, px) in img.pixels().enumerate() {
                             for c in 0..3 {
@@ -190,7 +249,7 @@ impl Loader {
                             }
                         }
                     }
-                    let item = Batch { pixels, n: batch, size, next: pos, skipped };
+                    let item = Batch { pixels, n: batch, size, next: pos, skipped, files };
                     if tx.send(Ok(item)).is_err() {
                         return;
                     }

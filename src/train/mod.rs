@@ -26,10 +26,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Everything that defines a run; saved as `config.json` in the run folder.
+///
+/// Fields added after the first release carry serde defaults that reproduce what runs made
+/// before them did, so an old run folder still resumes exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainConfig {
+    #[serde(with = "crate::lossless_path")]
     pub style_image: PathBuf,
+    #[serde(with = "crate::lossless_path")]
     pub content_dir: PathBuf,
+    #[serde(with = "crate::lossless_path")]
     pub run_dir: PathBuf,
     pub name: String,
     pub iterations: u64,
@@ -37,17 +43,47 @@ pub struct TrainConfig {
     pub image_size: u32,
     /// Longest side of the style image; default: its own size, capped at 1024.
     pub style_size: Option<u32>,
+    /// How the loss terms are scaled ([`loss::Scaling`]); runs made before stop 12: raw.
+    #[serde(default)]
+    pub scaling: loss::Scaling,
+    #[serde(default = "legacy_content_layer")]
+    pub content_layer: String,
+    #[serde(default = "legacy_style_layers")]
+    pub style_layers: Vec<String>,
     pub content_weight: f64,
     pub style_weight: f64,
     pub tv_weight: f64,
     pub lr: f64,
     pub seed: u64,
     /// Loss network weights; default: the VGG16 bundled in `models/`.
+    #[serde(default, with = "crate::lossless_path::opt")]
     pub vgg: Option<PathBuf>,
     pub checkpoint_every: u64,
     pub preview_every: u64,
     #[serde(with = "device_serde")]
     pub device: DeviceChoice,
+    /// Whether the finished model goes into the user's style folder (`--no-install` clears it).
+    #[serde(default = "yes")]
+    pub install: bool,
+    /// Whether installing may replace a style of the same name (`--overwrite`).
+    #[serde(default)]
+    pub overwrite: bool,
+    /// A typical photo's Gram energy per style layer (normalised recipe), measured on the
+    /// first photos when the run starts and recorded so a resumed run divides by the same.
+    #[serde(default)]
+    pub photo_gram_energy: Option<Vec<f64>>,
+}
+
+fn legacy_content_layer() -> String {
+    loss::LossSpec::raw(0.0, 0.0, 0.0).content_layer
+}
+
+fn legacy_style_layers() -> Vec<String> {
+    loss::LossSpec::raw(0.0, 0.0, 0.0).style_layers
+}
+
+fn yes() -> bool {
+    true
 }
 
 mod device_serde {
@@ -64,8 +100,10 @@ mod device_serde {
 }
 
 impl TrainConfig {
-    /// Defaults that give a clear, readable stylisation with the bundled VGG16 (docs/training.md).
+    /// Defaults that give a clear, readable stylisation of any painting with the bundled VGG16
+    /// (the normalised loss at [`loss::Strength::Balanced`]; docs/gallery.md).
     pub fn new(style_image: PathBuf, content_dir: PathBuf, run_dir: PathBuf, name: String) -> Self {
+        let spec = loss::LossSpec::normalised(loss::Strength::Balanced);
         Self {
             style_image,
             content_dir,
@@ -75,16 +113,50 @@ impl TrainConfig {
             batch_size: 4,
             image_size: 256,
             style_size: None,
-            content_weight: 1e5,
-            style_weight: 2e5,
-            tv_weight: 0.0,
+            scaling: spec.scaling,
+            content_layer: spec.content_layer,
+            style_layers: spec.style_layers,
+            content_weight: spec.content_weight,
+            style_weight: spec.style_weight,
+            tv_weight: spec.tv_weight,
             lr: 1e-3,
             seed: 42,
             vgg: None,
             checkpoint_every: 500,
             preview_every: 250,
             device: DeviceChoice::Auto,
+            install: true,
+            overwrite: false,
+            photo_gram_energy: None,
         }
+    }
+
+    /// The objective this run trains with.
+    pub fn loss_spec(&self) -> loss::LossSpec {
+        loss::LossSpec {
+            scaling: self.scaling,
+            content_layer: self.content_layer.clone(),
+            style_layers: self.style_layers.clone(),
+            content_weight: self.content_weight,
+            style_weight: self.style_weight,
+            tv_weight: self.tv_weight,
+        }
+    }
+
+    /// Sets the one user-facing strength control (normalised recipe).
+    pub fn set_strength(&mut self, s: loss::Strength) {
+        let spec = loss::LossSpec::normalised(s);
+        self.scaling = spec.scaling;
+        self.content_layer = spec.content_layer;
+        self.style_layers = spec.style_layers;
+        self.content_weight = spec.content_weight;
+        self.style_weight = spec.style_weight;
+    }
+
+    /// The strength of a normalised run (None for the raw recipe).
+    pub fn strength(&self) -> Option<loss::Strength> {
+        (self.scaling == loss::Scaling::Normalised)
+            .then(|| loss::Strength::from_weight(self.style_weight))
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -98,26 +170,122 @@ impl TrainConfig {
         if !(16..=2048).contains(&self.image_size) {
             return bad("image size must be between 16 and 2048 pixels".into());
         }
-        for (n, v) in [
-            ("content weight", self.content_weight),
-            ("style weight", self.style_weight),
-            ("tv weight", self.tv_weight),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                return bad(format!("{n} must be a non-negative number"));
+        if let Some(s) = self.style_size {
+            if !(16..=4096).contains(&s) {
+                return bad(format!(
+                    "style size {s} is out of range: the painting's longest side must be between 16 and 4096 pixels"
+                ));
             }
         }
+        self.loss_spec().validate()?;
         if !(self.lr > 0.0 && self.lr < 1.0) {
             return bad("learning rate must be between 0 and 1".into());
         }
-        if !self.style_image.is_file() {
-            return bad(format!(
-                "style image {} does not exist",
-                self.style_image.display()
-            ));
+        if self.name.trim().is_empty() {
+            return bad("the style needs a name".into());
+        }
+        match std::fs::metadata(&self.style_image) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return bad(format!(
+                    "style image {} is not a regular file",
+                    self.style_image.display()
+                ))
+            }
+            Err(_) => {
+                return bad(format!(
+                    "style image {} does not exist",
+                    self.style_image.display()
+                ))
+            }
+        }
+        match std::fs::metadata(&self.content_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return bad(format!(
+                    "{} is a file; --content-dir takes a folder of photos",
+                    self.content_dir.display()
+                ))
+            }
+            Err(_) => {
+                return bad(format!(
+                    "content folder {} does not exist",
+                    self.content_dir.display()
+                ))
+            }
         }
         Ok(())
     }
+
+    /// What a resumed run's request (`asked`) changes that [`FIXED_ON_RESUME`] forbids, as
+    /// "setting: run's value → asked value" lines (empty: nothing conflicts).
+    pub fn resume_conflicts(&self, asked: &ResumeRequest) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |name: &str, have: String, want: Option<String>| {
+            if let Some(w) = want {
+                if w != have {
+                    out.push(format!("{name}: the run has {have}, you asked for {w}"));
+                }
+            }
+        };
+        check(
+            "--batch-size",
+            self.batch_size.to_string(),
+            asked.batch_size.map(|v| v.to_string()),
+        );
+        check(
+            "--image-size",
+            self.image_size.to_string(),
+            asked.image_size.map(|v| v.to_string()),
+        );
+        check(
+            "--style-size",
+            format!("{:?}", self.style_size),
+            asked.style_size.map(|v| format!("{:?}", Some(v))),
+        );
+        let strength = match self.strength() {
+            Some(s) => s.label(),
+            None => format!("style weight {:e} (raw loss)", self.style_weight),
+        };
+        check("--strength", strength, asked.strength.map(|s| s.label()));
+        check(
+            "--tv-weight",
+            self.tv_weight.to_string(),
+            asked.tv_weight.map(|v| v.to_string()),
+        );
+        check("--lr", self.lr.to_string(), asked.lr.map(|v| v.to_string()));
+        check(
+            "--seed",
+            self.seed.to_string(),
+            asked.seed.map(|v| v.to_string()),
+        );
+        check(
+            "--install",
+            (if self.install {
+                "install"
+            } else {
+                "--no-install"
+            })
+            .to_string(),
+            asked
+                .install
+                .map(|v| (if v { "install" } else { "--no-install" }).to_string()),
+        );
+        out
+    }
+}
+
+/// The settings a `--resume` was given explicitly (None: not given).
+#[derive(Debug, Clone, Default)]
+pub struct ResumeRequest {
+    pub batch_size: Option<usize>,
+    pub image_size: Option<u32>,
+    pub style_size: Option<u32>,
+    pub strength: Option<loss::Strength>,
+    pub tv_weight: Option<f64>,
+    pub lr: Option<f64>,
+    pub seed: Option<u64>,
+    pub install: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -203,11 +371,24 @@ pub fn start(cfg: TrainConfig, resume: bool) -> TrainerHandle {
     let thread = std::thread::Builder::new()
         .name("atelier-train".into())
         .spawn(move || {
-            if let Err(e) = run(cfg, resume, &etx, &crx) {
-                let _ = etx.send(TrainEvent::Failed {
-                    message: e.to_string(),
-                });
-            }
+            // A panic is a bug, but the caller still hears about it as a failure (the
+            // command line's exit status, the app's panel) instead of a silent stop.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run(cfg, resume, &etx, &crx)
+            }));
+            let message = match outcome {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(panic) => format!(
+                    "the trainer stopped on an internal error ({}); the last checkpoint is kept",
+                    panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("panic")
+                ),
+            };
+            let _ = etx.send(TrainEvent::Failed { message });
         })
         .expect("spawn trainer thread");
     TrainerHandle {
@@ -240,7 +421,20 @@ pub fn start_with_waker(
     inner
 }
 
+/// The painting at its training size (its own, capped at 1024, unless `style_size` says).
+pub fn load_style_image(cfg: &TrainConfig) -> Result<RgbImage> {
+    let style = image_io::load_rgb(&cfg.style_image)?;
+    let side = cfg
+        .style_size
+        .unwrap_or(style.width().max(style.height()).min(1024));
+    Ok(resize_longest(&style, side))
+}
+
 /// The training loop; returns the final model's path (or the run dir when stopped).
+///
+/// Everything that can fail on the user's input (settings, painting, photos, loss network,
+/// device) is checked before the run folder is touched, so a failed start leaves nothing
+/// behind that would block the next attempt.
 pub fn run(
     cfg: TrainConfig,
     resume: bool,
@@ -265,23 +459,18 @@ pub fn run(
     };
     let device = cfg.device.open()?;
     let vgg = vgg::Vgg16::load(&vgg_path, &device)?;
-    let run_dir = RunDir::create(&cfg.run_dir, &cfg, resume)?;
 
+    let mut cfg = cfg;
+    let spec = cfg.loss_spec();
+    if spec.scaling == loss::Scaling::Normalised && cfg.photo_gram_energy.is_none() {
+        let photos = calibration_batch(&dataset, cfg.image_size, &device)?;
+        cfg.photo_gram_energy = Some(loss::photo_gram_energy(&vgg, &photos, &spec)?);
+    }
     // Style targets: Gram matrices of the painting, computed once.
-    let style = image_io::load_rgb(&cfg.style_image)?;
-    let style = resize_longest(
-        &style,
-        cfg.style_size
-            .unwrap_or(style.width().max(style.height()).min(1024)),
-    );
+    let style = load_style_image(&cfg)?;
     let style_t = image_to_tensor(&style, 0, 0, style.width(), style.height(), &device)?;
-    let objective = loss::Perceptual::new(
-        vgg,
-        &style_t,
-        cfg.content_weight,
-        cfg.style_weight,
-        cfg.tv_weight,
-    )?;
+    let objective = loss::Perceptual::new(vgg, &style_t, &spec, cfg.photo_gram_energy.as_deref())?;
+    let run_dir = RunDir::create(&cfg.run_dir, &cfg, resume)?;
 
     let _ = device.set_seed(cfg.seed);
     let varmap = VarMap::new();
@@ -383,24 +572,25 @@ pub fn run(
         for (path, why) in &batch.skipped {
             skipped.entry(path.clone()).or_insert_with(|| why.clone());
         }
-        position = batch.next;
         let s = batch.size as usize;
         let x = Tensor::from_vec(batch.pixels, (batch.n, 3, s, s), &device)?;
-        let losses = step(&net, &objective, &mut adam, &x)?;
+        let losses = step(&net, &objective, &mut adam, &x).map_err(|e| match e {
+            Error::NonFinite { what } => {
+                let last = run_dir.checkpoint_iteration();
+                non_finite_stop(iter, &what, &batch.files, last)
+            }
+            e => e,
+        })?;
+        position = batch.next;
         let (content, style_l, tv, total) = (losses.content, losses.style, losses.tv, losses.total);
         let total_v = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !total_v.is_finite() {
-            return Err(Error::Invalid(format!(
-                "the loss became {total_v} at iteration {iter}; lower the learning rate or the weights (last checkpoint kept)"
-            )));
-        }
+        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
         let now = Instant::now();
         let dt = now.duration_since(window.0).as_secs_f64();
         if dt >= 1.0 || iter == cfg.iterations {
             it_per_s = (iter - window.1) as f64 / dt.max(1e-9);
             window = (now, iter);
         }
-        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
         let m = Metrics {
             iteration: iter,
             content: content.to_dtype(DType::F64)?.to_scalar()?,
@@ -456,7 +646,76 @@ pub fn run(
     Ok(path)
 }
 
+/// How many photos the loss's calibration reads.
+const CALIBRATION_PHOTOS: usize = 8;
+
+/// The first usable photos of the (sorted) content folder, centre-cropped to `size`², as one
+/// `(N, 3, size, size)` batch: the sample [`loss::photo_gram_energy`] is measured on.
+fn calibration_batch(dataset: &Dataset, size: u32, device: &Device) -> Result<Tensor> {
+    let mut pixels = Vec::new();
+    let mut n = 0;
+    for path in &dataset.files {
+        let Ok(img) = image_io::load_rgb(path) else {
+            continue;
+        };
+        let side = img.width().min(img.height());
+        if side < data::MIN_PHOTO_SIDE {
+            continue;
+        }
+        let crop = image::imageops::crop_imm(
+            &img,
+            (img.width() - side) / 2,
+            (img.height() - side) / 2,
+            side,
+            side,
+        )
+        .to_image();
+        let crop =
+            image::imageops::resize(&crop, size, size, image::imageops::FilterType::Triangle);
+        if data::is_flat(&crop) {
+            continue;
+        }
+        let hw = (size * size) as usize;
+        let start = pixels.len();
+        pixels.resize(start + 3 * hw, 0f32);
+        for (i, px) in crop.pixels().enumerate() {
+            for c in 0..3 {
+                pixels[start + c * hw + i] = px.0[c] as f32;
+            }
+        }
+        n += 1;
+        if n == CALIBRATION_PHOTOS {
+            break;
+        }
+    }
+    if n == 0 {
+        return Err(Error::Invalid(format!(
+            "no photo in {} can be trained on (all unreadable, too small or flat)",
+            dataset.root.display()
+        )));
+    }
+    let s = size as usize;
+    Ok(Tensor::from_vec(pixels, (n, 3, s, s), device)?)
+}
+
+/// The error that ends a run whose step went non-finite: which step, which photos, and that
+/// nothing of it was kept.
+fn non_finite_stop(iter: u64, what: &str, files: &[PathBuf], last: Option<u64>) -> Error {
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let kept = match last {
+        Some(i) => format!("the checkpoint of iteration {i} is intact; resume from it with --resume after removing or replacing these photos"),
+        None => "no checkpoint had been written yet; start again after removing or replacing these photos".into(),
+    };
+    Error::Invalid(format!(
+        "training stopped at iteration {iter}: {what} on the batch of {}. Nothing from this step was applied; {kept}",
+        names.join(", ")
+    ))
+}
+
 /// One optimisation step on batch `x`: forward, perceptual loss, backward, Adam.
+///
+/// Nothing is applied when the loss or the gradient is not finite ([`Error::NonFinite`]): one
+/// such step would turn every weight into NaN, and Adam's moments with them.
 pub fn step(
     net: &StyleNet,
     objective: &loss::Perceptual,
@@ -464,21 +723,45 @@ pub fn step(
     x: &Tensor,
 ) -> Result<loss::Losses> {
     let y = net.forward(x)?;
-    if !manual_loss_backward(&y) {
+    let (losses, grads) = if manual_loss_backward(&y) {
+        let (mut losses, grad_y) = objective.compute_with_grad(x, &y.detach())?;
+        // Its gradient with respect to `y` is `grad_y`, and autograd takes it from there.
+        let mut surrogate = y.mul(&grad_y)?.sum_all()?;
+        if let Some(tv) = objective.tv_loss(x, &y)? {
+            surrogate = (surrogate + &tv)?;
+            losses.total = (&losses.total + tv.detach())?;
+            losses.tv = Some(tv.detach());
+        }
+        let grads = surrogate.backward()?;
+        (losses, grads)
+    } else {
         let losses = objective.compute(x, &y)?;
         let grads = losses.total.backward()?;
-        adam.apply(&grads)?;
-        return Ok(losses);
+        (losses, grads)
+    };
+    let total = losses.total.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if !total.is_finite() {
+        return Err(Error::NonFinite {
+            what: format!("the loss became {total}"),
+        });
     }
-    let (mut losses, grad_y) = objective.compute_with_grad(x, &y.detach())?;
-    // Its gradient with respect to `y` is `grad_y`, and autograd takes it from there.
-    let mut surrogate = y.mul(&grad_y)?.sum_all()?;
-    if let Some(tv) = objective.tv_loss(&y)? {
-        surrogate = (surrogate + &tv)?;
-        losses.total = (&losses.total + tv.detach())?;
-        losses.tv = Some(tv.detach());
+    // Backpropagation ends at the first layer: a NaN or an overflow anywhere on the way
+    // reaches its gradient, so that one small sum checks the whole step (and catches a
+    // gradient too large to square, which would silently freeze Adam).
+    if let Some(sentinel) = net.first_weight() {
+        if let Some(g) = grads.get(sentinel) {
+            let sq = g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?;
+            if !sq.is_finite() {
+                return Err(Error::NonFinite {
+                    what: "the gradients overflowed (NaN or infinite values)".into(),
+                });
+            }
+        }
     }
-    let grads = surrogate.backward()?;
     adam.apply(&grads)?;
     Ok(losses)
 }

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 
 pub struct RunDir {
     root: PathBuf,
+    /// Held for the run's lifetime: a second trainer on the same folder (two `--resume`s at
+    /// once) is refused instead of interleaving checkpoints and metrics. The OS drops the lock
+    /// when the process ends, however it ends.
+    _lock: std::fs::File,
 }
 
 pub struct Checkpoint {
@@ -25,32 +29,74 @@ pub struct Checkpoint {
 }
 
 impl RunDir {
-    /// A new run refuses a folder that already holds one; a resumed run needs one.
+    /// A new run refuses a folder that holds a run with a checkpoint (a folder whose run
+    /// never reached one has nothing to lose and is started afresh); a resumed run needs one.
     pub fn create(root: &Path, cfg: &TrainConfig, resume: bool) -> Result<Self> {
+        if !resume {
+            std::fs::create_dir_all(root.join("previews"))
+                .map_err(|e| Error::io(root.display(), e))?;
+        } else if !root.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{} is not a training run folder",
+                root.display()
+            )));
+        }
+        let lock = Self::lock(root)?;
         let dir = Self {
             root: root.to_path_buf(),
+            _lock: lock,
         };
         let config = root.join("config.json");
         if resume {
             if !dir.checkpoint_path().is_file() {
                 return Err(Error::Invalid(format!(
-                    "{} has no checkpoint to resume from",
+                    "{} has no checkpoint to resume from (a run writes its first one after --checkpoint-every iterations); start it again without --resume",
                     root.display()
                 )));
             }
         } else {
             if config.exists() {
-                return Err(Error::Invalid(format!(
-                    "{} already holds a training run; use --resume to continue it or choose another --out",
-                    root.display()
-                )));
+                if let Some(i) = dir.checkpoint_iteration() {
+                    return Err(Error::Invalid(format!(
+                        "{} already holds a training run (checkpoint at iteration {i}); use --resume to continue it or choose another --out",
+                        root.display()
+                    )));
+                }
+                // What an unfinished start left: a config, perhaps a few metrics.
+                for stale in ["metrics.jsonl"] {
+                    let _ = std::fs::remove_file(root.join(stale));
+                }
             }
-            std::fs::create_dir_all(root.join("previews"))
-                .map_err(|e| Error::io(root.display(), e))?;
-            let json = serde_json::to_vec_pretty(cfg).expect("config serialises");
-            fsutil::write_atomic(&config, false, &json)?;
+            let json = serde_json::to_vec_pretty(cfg)
+                .map_err(|e| Error::Invalid(format!("cannot record the run's settings: {e}")))?;
+            fsutil::write_atomic(&config, true, &json)?;
         }
         Ok(dir)
+    }
+
+    fn lock(root: &Path) -> Result<std::fs::File> {
+        let p = root.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::io(p.display(), e))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Invalid(format!(
+                "{} is in use by another training run (in this or another window or terminal); wait for it to finish or stop it first",
+                root.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(p.display(), e)),
+        }
+    }
+
+    /// The iteration of the checkpoint on disk, if there is a readable one.
+    pub fn checkpoint_iteration(&self) -> Option<u64> {
+        let bytes = std::fs::read(self.checkpoint_path()).ok()?;
+        let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+        md.metadata().as_ref()?.get("iteration")?.parse().ok()
     }
 
     /// Reads `config.json` of an existing run.
@@ -117,8 +163,26 @@ impl RunDir {
         Ok(p)
     }
 
+    /// Writes the checkpoint atomically; a checkpoint holding NaN or infinite values is
+    /// refused, so the one on disk is always one a run can continue from.
     pub fn save_checkpoint(&self, ck: &Checkpoint) -> Result<PathBuf> {
         let path = self.checkpoint_path();
+        let mut names: Vec<&String> = ck.tensors.keys().collect();
+        names.sort();
+        for name in names {
+            let t = &ck.tensors[name];
+            let sum = t
+                .to_dtype(candle_core::DType::F32)?
+                .abs()?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            if !sum.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "not saving a checkpoint at iteration {}: '{name}' holds NaN or infinite values (the checkpoint of the last good iteration is kept)",
+                    ck.iteration
+                )));
+            }
+        }
         let mut meta = HashMap::new();
         meta.insert("iteration".to_string(), ck.iteration.to_string());
         meta.insert(

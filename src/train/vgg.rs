@@ -7,38 +7,38 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// conv layer indices in torchvision's `vgg16().features`, with a 2×2 max-pool after
-/// the layers marked `true`.
-const LAYERS16: [(usize, bool); 10] = [
-    (0, false),
-    (2, true),
-    (5, false),
-    (7, true),
-    (10, false),
-    (12, false),
-    (14, true),
-    (17, false),
-    (19, false),
-    (21, false),
-];
-/// relu1_2, relu2_2, relu3_3, relu4_3: outputs of these conv indices (after ReLU).
-const TAPS16: [usize; 4] = [2, 7, 14, 21];
-/// The same for torchvision's `vgg19().features`: conv3_4 sits before the third pool.
-const LAYERS19: [(usize, bool); 11] = [
-    (0, false),
-    (2, true),
-    (5, false),
-    (7, true),
-    (10, false),
-    (12, false),
-    (14, false),
-    (16, true),
-    (19, false),
-    (21, false),
-    (23, false),
-];
-const TAPS19: [usize; 4] = [2, 7, 14, 23];
-const TAPS: usize = 4;
+/// Convs per block: VGG16 and VGG19. torchvision's `features.N` numbers every module (conv,
+/// ReLU, pool), so a block of `k` convs spans `2k + 1` indices.
+const BLOCKS16: [usize; 5] = [2, 2, 3, 3, 3];
+const BLOCKS19: [usize; 5] = [2, 2, 4, 4, 4];
+
+/// One conv of the network: its `features.N` index, its name (`relu{block}_{k}` after its
+/// ReLU) and whether a 2×2 max-pool follows it.
+#[derive(Debug, Clone, Copy)]
+struct LayerSpec {
+    index: usize,
+    block: usize,
+    conv: usize,
+    pool_after: bool,
+}
+
+fn layer_table(blocks: &[usize]) -> Vec<LayerSpec> {
+    let mut out = Vec::new();
+    let mut index = 0;
+    for (b, &k) in blocks.iter().enumerate() {
+        for c in 0..k {
+            out.push(LayerSpec {
+                index,
+                block: b + 1,
+                conv: c + 1,
+                pool_after: c + 1 == k,
+            });
+            index += 2;
+        }
+        index += 1;
+    }
+    out
+}
 
 /// How the network expects its input, read from the weight file's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +50,13 @@ pub enum Preprocess {
 }
 
 pub struct Vgg16 {
-    convs: Vec<(Tensor, Tensor, bool)>,
+    /// Weights (in [`Self::dtype`]) and `(1, C, 1, 1)` f32 biases, in order.
+    convs: Vec<(Tensor, Tensor)>,
     /// The dtype the network computes in (see [`loss_network_dtype`]); weights are stored in
     /// it, biases stay f32, and the taps come out in f32.
     dtype: DType,
-    /// Conv indices of this network (VGG16 or VGG19) and which of them are taps.
-    layers: &'static [(usize, bool)],
-    taps: &'static [usize; 4],
+    /// What each conv of `convs` is: VGG16's or VGG19's table, cut where the file ends.
+    layers: Vec<LayerSpec>,
     preprocess: Preprocess,
     shift: Tensor,
     scale: Tensor,
@@ -81,7 +81,7 @@ pub fn loss_network_dtype(device: &Device) -> DType {
 /// The VGG16 shipped in `models/`.
 pub fn bundled_vgg_path() -> Option<PathBuf> {
     crate::model::registry::bundled_dir()
-        .map(|d| d.join("vgg16-imagenet-keras-conv1_1-relu4_3.f16.safetensors"))
+        .map(|d| d.join("vgg16-imagenet-keras-conv1_1-conv5_3.f16.safetensors"))
         .filter(|p| p.is_file())
 }
 
@@ -131,39 +131,63 @@ impl Vgg16 {
         ]
         .iter()
         .any(|k| tensors.get(*k).is_some_and(|t| t.rank() == 4));
-        let (layers, taps): (&'static [(usize, bool)], &'static [usize; 4]) = if is19 {
-            (&LAYERS19, &TAPS19)
-        } else {
-            (&LAYERS16, &TAPS16)
+        let table = layer_table(if is19 { &BLOCKS19 } else { &BLOCKS16 });
+        let find = |name: &str| {
+            tensors
+                .get(name)
+                .or_else(|| tensors.get(&format!("vgg16.{name}")))
+                .or_else(|| tensors.get(&format!("vgg19.{name}")))
+                .cloned()
         };
         let mut convs = Vec::new();
+        let mut layers = Vec::new();
         let mut c_in = 3;
-        for &(i, pool) in layers {
-            let find = |suffix: &str| {
-                let name = format!("features.{i}.{suffix}");
-                tensors
-                    .get(&name)
-                    .or_else(|| tensors.get(&format!("vgg16.{name}")))
-                    .or_else(|| tensors.get(&format!("vgg19.{name}")))
-                    .cloned()
-                    .ok_or_else(|| {
-                        Error::model(
-                            path,
-                            format!("not a VGG16 or VGG19: missing tensor '{name}'"),
-                        )
-                    })
+        for spec in table {
+            let i = spec.index;
+            let (w, b) = match (
+                find(&format!("features.{i}.weight")),
+                find(&format!("features.{i}.bias")),
+            ) {
+                (Some(w), Some(b)) => (w, b),
+                // Files may stop anywhere after conv4_3 (the bundled one used to end there, the
+                // current one ends at conv5_3); the losses name the taps they need.
+                (None, None) if (spec.block, spec.conv) > (4, 3) => break,
+                _ => {
+                    return Err(Error::model(
+                        path,
+                        format!(
+                            "not a VGG16 or VGG19 through conv4_3: missing tensor 'features.{i}.*' (relu{}_{})",
+                            spec.block, spec.conv
+                        ),
+                    ))
+                }
             };
-            let w = find("weight")?;
-            let b = find("bias")?;
             let c_out = w.dim(0)?;
             if w.dims() != [c_out, c_in, 3, 3] || b.dims() != [c_out] {
                 return Err(Error::model(
                     path,
                     format!(
-                        "features.{i}.weight has shape {:?}; VGG16 needs [{c_out}, {c_in}, 3, 3]",
+                        "features.{i}.weight has shape {:?}; VGG needs [{c_out}, {c_in}, 3, 3]",
                         w.dims()
                     ),
                 ));
+            }
+            // One NaN in a bias would silently change every loss computed with it.
+            for (what, t) in [("weight", &w), ("bias", &b)] {
+                let finite = t
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .all(|v| v.is_finite());
+                if !finite {
+                    return Err(Error::model(
+                        path,
+                        format!(
+                            "features.{i}.{what} holds NaN or infinite values (corrupt weights)"
+                        ),
+                    ));
+                }
             }
             c_in = c_out;
             convs.push((
@@ -171,8 +195,8 @@ impl Vgg16 {
                 b.to_dtype(DType::F32)?
                     .reshape((1, c_out, 1, 1))?
                     .to_device(device)?,
-                pool,
             ));
+            layers.push(spec);
         }
         // Input arrives as RGB 0..255; fold each convention into x·scale − shift per channel.
         let (shift, scale, permute_bgr) = match preprocess {
@@ -191,7 +215,6 @@ impl Vgg16 {
             convs,
             dtype,
             layers,
-            taps,
             preprocess,
             shift: Tensor::from_vec(shift, (1, 3, 1, 1), device)?,
             scale: Tensor::from_vec(scale, (1, 3, 1, 1), device)?,
@@ -207,24 +230,63 @@ impl Vgg16 {
         self.preprocess
     }
 
-    /// `(N, 3, H, W)` RGB 0..255 → the four tap activations.
-    pub fn features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
-        self.features_upto(x, TAPS)
+    /// The activation named `relu{block}_{k}` (e.g. `relu3_3`), as a position in this network.
+    pub fn tap(&self, name: &str) -> Result<Tap> {
+        let parse = || -> Option<(usize, usize)> {
+            let (b, k) = name.strip_prefix("relu")?.split_once('_')?;
+            Some((b.parse().ok()?, k.parse().ok()?))
+        };
+        let (block, conv) = parse().ok_or_else(|| {
+            Error::Invalid(format!(
+                "'{name}' is not a loss-network layer; layers are named like relu3_3"
+            ))
+        })?;
+        self.layers
+            .iter()
+            .position(|l| l.block == block && l.conv == conv)
+            .map(Tap)
+            .ok_or_else(|| {
+                let last = self.layers.last().expect("at least conv4_3");
+                Error::Invalid(format!(
+                    "the loss network has no layer {name} (it ends at relu{}_{}; the VGG16 through conv5_3 has block 5)",
+                    last.block, last.conv
+                ))
+            })
     }
 
-    /// The first `taps` tap activations, running only the layers they need (the content loss
-    /// reads relu2_2 alone: 4 of the 10 convs, about a third of the work).
-    pub fn features_upto(&self, x: &Tensor, taps: usize) -> candle_core::Result<Vec<Tensor>> {
+    /// The taps of the classic perceptual loss (Johnson et al.): relu1_2, relu2_2, relu3_3,
+    /// relu4_3 (by name, so VGG19 reads its conv3_3 and conv4_3 too).
+    pub fn classic_taps(&self) -> Vec<Tap> {
+        ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+            .iter()
+            .map(|n| self.tap(n).expect("every VGG file reaches conv4_3"))
+            .collect()
+    }
+
+    /// The four classic tap activations of `(N, 3, H, W)` RGB 0..255 (see [`Self::classic_taps`]).
+    pub fn features(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        self.features_at(x, &self.classic_taps())
+    }
+
+    /// The activations at `taps` (f32, in the order asked), running only the layers they need
+    /// (a content loss at relu2_2 runs 4 of the 13 convs).
+    pub fn features_at(&self, x: &Tensor, taps: &[Tap]) -> candle_core::Result<Vec<Tensor>> {
         Ok(self.run(x, taps, false)?.taps)
     }
 
-    /// All four taps of `x` (outside autograd), keeping what [`Self::input_grad`] needs.
-    pub fn forward_saved(&self, x: &Tensor) -> candle_core::Result<Saved> {
-        self.run(&x.detach(), TAPS, true)
+    /// The activations at `taps` of `x` (outside autograd), keeping what [`Self::input_grad`]
+    /// needs.
+    pub fn forward_saved(&self, x: &Tensor, taps: &[Tap]) -> candle_core::Result<Saved> {
+        self.run(&x.detach(), taps, true)
     }
 
-    fn run(&self, x: &Tensor, taps: usize, keep: bool) -> candle_core::Result<Saved> {
+    fn run(&self, x: &Tensor, taps: &[Tap], keep: bool) -> candle_core::Result<Saved> {
         let input_dims = x.dims4()?;
+        let Some(last) = taps.iter().map(|t| t.0).max() else {
+            return Err(candle_core::Error::Msg(
+                "no loss-network taps asked for".into(),
+            ));
+        };
         let x = if self.permute_bgr {
             Tensor::cat(
                 &[x.narrow(1, 2, 1)?, x.narrow(1, 1, 1)?, x.narrow(1, 0, 1)?],
@@ -237,10 +299,10 @@ impl Vgg16 {
             .broadcast_mul(&self.scale)?
             .broadcast_sub(&self.shift)?
             .to_dtype(self.dtype)?;
-        let mut out = Vec::with_capacity(taps);
+        let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut acts = Vec::new();
         use crate::model::{cuda_ops, gpu_conv};
-        for ((w, b, pool), (idx, _)) in self.convs.iter().zip(self.layers) {
+        for (i, (w, b)) in self.convs.iter().enumerate().take(last + 1) {
             let y = if gpu_conv::available(&x, w) {
                 // cuDNN pads inside the conv: no padded copies forward or backward.
                 gpu_conv::conv2d(&x, w, 1, 1)?
@@ -262,13 +324,12 @@ impl Vgg16 {
             if keep {
                 acts.push(x.clone());
             }
-            if self.taps.contains(idx) {
-                out.push(x.to_dtype(DType::F32)?);
-                if out.len() == taps {
-                    break;
+            for (k, t) in taps.iter().enumerate() {
+                if t.0 == i {
+                    out[k] = Some(x.to_dtype(DType::F32)?);
                 }
             }
-            if *pool {
+            if self.layers[i].pool_after && i < last {
                 x = if cuda_ops::available_half_too(&x) {
                     cuda_ops::max_pool2(&x)?
                 } else {
@@ -279,14 +340,18 @@ impl Vgg16 {
         let (n, c, h, w) = input_dims;
         Ok(Saved {
             acts,
-            taps: out,
+            taps: out
+                .into_iter()
+                .map(|t| t.expect("every tap is run"))
+                .collect(),
+            positions: taps.to_vec(),
             input_dims: [n, c, h, w],
         })
     }
 
-    /// `∂L/∂x` (f32) for the input of [`Self::forward_saved`], from `∂L/∂tap` of each tap
-    /// (f32; `None` for a tap the loss does not read): the network's backward pass written out
-    /// by hand. Under candle's autograd every intermediate gradient was zero-filled and then
+    /// `∂L/∂x` (f32) for the input of [`Self::forward_saved`], from `∂L/∂tap` of each of its
+    /// taps (f32; `None` for a tap the loss does not read): the network's backward pass written
+    /// out by hand. Under candle's autograd every intermediate gradient was zero-filled and then
     /// added to, and each of the ~30 operations recorded and replayed; here each layer is one
     /// ReLU-mask pass (plus one for a pool) and one cuDNN backward-data call.
     pub fn input_grad(
@@ -296,15 +361,18 @@ impl Vgg16 {
     ) -> candle_core::Result<Tensor> {
         let mut g: Option<Tensor> = None;
         for i in (0..saved.acts.len()).rev() {
-            let (w, _, pool) = &self.convs[i];
+            let (w, _) = &self.convs[i];
             let a = &saved.acts[i];
-            if *pool {
+            if self.layers[i].pool_after && i + 1 < saved.acts.len() {
                 // The forward pooled after this layer (and after its tap).
                 if let Some(gp) = g.take() {
                     g = Some(pool_grad(a, &gp)?);
                 }
             }
-            if let Some(k) = self.taps.iter().position(|t| *t == self.layers[i].0) {
+            for (k, t) in saved.positions.iter().enumerate() {
+                if t.0 != i {
+                    continue;
+                }
                 if let Some(Some(tg)) = tap_grads.get(k) {
                     let tg = tg.to_dtype(a.dtype())?;
                     g = Some(match g {
@@ -336,12 +404,17 @@ impl Vgg16 {
     }
 }
 
+/// A named activation of the loss network: its conv's position (see [`Vgg16::tap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tap(usize);
+
 /// Activations of one loss-network pass kept for [`Vgg16::input_grad`].
 pub struct Saved {
     /// Each conv layer's output after its ReLU, in the network's dtype.
     acts: Vec<Tensor>,
-    /// The four taps, f32.
+    /// The taps asked for, f32, in the order asked.
     pub taps: Vec<Tensor>,
+    positions: Vec<Tap>,
     input_dims: [usize; 4],
 }
 

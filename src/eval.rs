@@ -1,0 +1,195 @@
+//! How close a style's results are to its painting, and how much of the photo they keep,
+//! measured with the loss network at layers and statistics that the training loss does not use
+//! (so a model cannot score well here by overfitting its own objective):
+//!
+//! - **style distance**: at relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1 (the first conv of
+//!   each block; training reads the last ones), each channel's mean and standard deviation
+//!   over the result against the painting's, as a relative squared distance
+//!   `(|μ − μₚ|² + |σ − σₚ|²) / (|μₚ|² + |σₚ|²)`, averaged over the five layers;
+//! - **content distance**: the relative squared distance between the result's and the
+//!   photo's relu4_2 features, `|F(y) − F(x)|² / |F(x)|²` (deeper than training's relu3_3).
+//!
+//! Lower is better for both; they pull against each other, so compare models on both. The
+//! photos themselves (an identity "style") are reported as the reference point: content 0 and
+//! the style distance a photo starts from.
+
+use crate::stylize::{image_to_tensor, Hooks, Stylizer, Tiling};
+use crate::train::vgg::{Tap, Vgg16};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, D};
+use image::RgbImage;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The layers of the style statistics (the first conv of each block).
+pub const STYLE_LAYERS: [&str; 5] = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
+/// The layer of the content distance.
+pub const CONTENT_LAYER: &str = "relu4_2";
+
+/// One model's scores, averaged over the photos.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scores {
+    pub style_distance: f64,
+    /// Per layer of [`STYLE_LAYERS`].
+    pub style_by_layer: Vec<f64>,
+    pub content_distance: f64,
+    pub photos: usize,
+}
+
+/// Channel means and standard deviations of one feature map, `(C,)` each.
+struct Moments {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+}
+
+fn moments(f: &Tensor) -> Result<Moments> {
+    let (_, c, h, w) = f.dims4()?;
+    let flat = f.reshape((c, h * w))?.to_dtype(DType::F64)?;
+    let mean = flat.mean_keepdim(D::Minus1)?;
+    let var = flat.broadcast_sub(&mean)?.sqr()?.mean(D::Minus1)?;
+    Ok(Moments {
+        mean: mean.flatten_all()?.to_vec1()?,
+        std: var.sqrt()?.to_vec1()?,
+    })
+}
+
+fn moment_distance(y: &Moments, p: &Moments) -> f64 {
+    let sq = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
+    let norm = sq(&p.mean, &vec![0.0; p.mean.len()]) + sq(&p.std, &vec![0.0; p.std.len()]);
+    (sq(&y.mean, &p.mean) + sq(&y.std, &p.std)) / norm.max(1e-12)
+}
+
+/// The loss network's view of one painting, ready to score results against.
+pub struct Evaluator {
+    vgg: Vgg16,
+    device: Device,
+    style_taps: Vec<Tap>,
+    content_tap: Tap,
+    painting: Vec<Moments>,
+}
+
+impl Evaluator {
+    /// `painting` at the size to compare at (the training default is its own size, capped
+    /// at 1024). The loss network must reach relu5_1 (the bundled VGG16 does).
+    pub fn new(vgg: Vgg16, painting: &RgbImage, device: &Device) -> Result<Self> {
+        let style_taps = STYLE_LAYERS
+            .iter()
+            .map(|l| vgg.tap(l))
+            .collect::<Result<Vec<_>>>()?;
+        let content_tap = vgg.tap(CONTENT_LAYER)?;
+        let t = to_tensor(painting, device)?;
+        let painting = vgg
+            .features_at(&t, &style_taps)?
+            .iter()
+            .map(moments)
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            vgg,
+            device: device.clone(),
+            style_taps,
+            content_tap,
+            painting,
+        })
+    }
+
+    /// `(style distance per layer, content distance)` of `result` restyled from `photo`.
+    pub fn score(&self, photo: &RgbImage, result: &RgbImage) -> Result<(Vec<f64>, f64)> {
+        if photo.dimensions() != result.dimensions() {
+            return Err(Error::Invalid(format!(
+                "the result is {}×{} but the photo {}×{}",
+                result.width(),
+                result.height(),
+                photo.width(),
+                photo.height()
+            )));
+        }
+        let mut taps = self.style_taps.clone();
+        taps.push(self.content_tap);
+        let fy = self
+            .vgg
+            .features_at(&to_tensor(result, &self.device)?, &taps)?;
+        let fx = self
+            .vgg
+            .features_at(&to_tensor(photo, &self.device)?, &[self.content_tap])?
+            .remove(0);
+        let style = fy[..self.style_taps.len()]
+            .iter()
+            .zip(&self.painting)
+            .map(|(f, p)| Ok(moment_distance(&moments(f)?, p)))
+            .collect::<Result<Vec<f64>>>()?;
+        let fyc = &fy[self.style_taps.len()];
+        let num = fyc.sub(&fx)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        let den = fx.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        Ok((style, num / den.max(1e-12)))
+    }
+
+    /// Scores over `photos` of `restyle` (None: the photos themselves).
+    pub fn evaluate(
+        &self,
+        photos: &[RgbImage],
+        mut restyle: Option<&mut dyn FnMut(&RgbImage) -> Result<RgbImage>>,
+    ) -> Result<Scores> {
+        let mut by_layer = vec![0f64; STYLE_LAYERS.len()];
+        let mut content = 0f64;
+        for p in photos {
+            let y = match restyle.as_mut() {
+                Some(f) => f(p)?,
+                None => p.clone(),
+            };
+            let (s, c) = self.score(p, &y)?;
+            for (acc, v) in by_layer.iter_mut().zip(s) {
+                *acc += v;
+            }
+            content += c;
+        }
+        let n = photos.len().max(1) as f64;
+        let by_layer: Vec<f64> = by_layer.into_iter().map(|v| v / n).collect();
+        Ok(Scores {
+            style_distance: by_layer.iter().sum::<f64>() / by_layer.len() as f64,
+            style_by_layer: by_layer,
+            content_distance: content / n,
+            photos: photos.len(),
+        })
+    }
+}
+
+/// Scores of a style model file (at full strength, its own colours, no tiling).
+pub fn evaluate_model(
+    eval: &Evaluator,
+    model: &Path,
+    photos: &[RgbImage],
+    device: &Device,
+) -> Result<Scores> {
+    let s = Stylizer::load(model, device)?;
+    let mut restyle =
+        |p: &RgbImage| -> Result<RgbImage> { s.stylize_raw(p, Tiling::Off, &mut Hooks::default()) };
+    eval.evaluate(photos, Some(&mut restyle))
+}
+
+fn to_tensor(img: &RgbImage, device: &Device) -> Result<Tensor> {
+    image_to_tensor(img, 0, 0, img.width(), img.height(), device)
+}
+
+/// The image files directly in `dir`, sorted, decoded (at most `limit`); unreadable ones are
+/// an error naming the file (an evaluation should not silently use fewer photos).
+pub fn load_photos(dir: &Path, limit: Option<usize>) -> Result<Vec<(PathBuf, RgbImage)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir.display(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && crate::train::data::has_image_extension(p))
+        .collect();
+    files.sort();
+    if let Some(n) = limit {
+        files.truncate(n);
+    }
+    if files.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no photos in {} (png, jpg, webp, bmp, tiff, gif)",
+            dir.display()
+        )));
+    }
+    files
+        .into_iter()
+        .map(|p| crate::image_io::load_rgb(&p).map(|i| (p, i)))
+        .collect()
+}
