@@ -16,6 +16,10 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const KEY_VERSION: &str = "atelier.format_version";
 pub const KEY_META: &str = "atelier.meta";
 pub const THUMBNAIL_TENSOR: &str = "atelier.thumbnail_png";
+/// A small JPEG of the painting the style was learned from (longest side
+/// [`PAINTING_SIDE`]), shown beside the style in the gallery.
+pub const PAINTING_TENSOR: &str = "atelier.painting_jpg";
+pub const PAINTING_SIDE: u32 = 256;
 /// Larger than any style network by far; guards against reading a huge wrong file.
 const MAX_FILE_BYTES: u64 = 512 << 20;
 
@@ -61,6 +65,8 @@ pub struct StyleModel {
     pub meta: ModelMeta,
     pub params: HashMap<String, Tensor>,
     pub thumbnail_png: Option<Vec<u8>>,
+    /// The painting, small ([`PAINTING_TENSOR`]).
+    pub painting_jpg: Option<Vec<u8>>,
 }
 
 impl StyleModel {
@@ -80,6 +86,7 @@ impl StyleModel {
             meta,
             params,
             thumbnail_png: None,
+            painting_jpg: None,
         })
     }
 
@@ -93,10 +100,16 @@ impl StyleModel {
             .map_err(|e| Error::model(path, format!("not a valid safetensors file: {e}")))?;
         let mut params = HashMap::new();
         let mut thumbnail_png = None;
+        let mut painting_jpg = None;
         for (name, view) in st.tensors() {
-            if name == THUMBNAIL_TENSOR {
+            if name == THUMBNAIL_TENSOR || name == PAINTING_TENSOR {
                 if view.dtype() == safetensors::Dtype::U8 {
-                    thumbnail_png = Some(view.data().to_vec());
+                    let slot = if name == THUMBNAIL_TENSOR {
+                        &mut thumbnail_png
+                    } else {
+                        &mut painting_jpg
+                    };
+                    *slot = Some(view.data().to_vec());
                 }
                 continue;
             }
@@ -116,6 +129,7 @@ impl StyleModel {
         }
         let mut model = Self::from_params(meta, params, path)?;
         model.thumbnail_png = thumbnail_png;
+        model.painting_jpg = painting_jpg;
         Ok(model)
     }
 
@@ -152,11 +166,13 @@ impl StyleModel {
         for (k, v) in &self.params {
             tensors.insert(k.clone(), v.to_dtype(dtype)?);
         }
-        if let Some(png) = &self.thumbnail_png {
-            tensors.insert(
-                THUMBNAIL_TENSOR.into(),
-                Tensor::from_slice(png, png.len(), &Device::Cpu)?,
-            );
+        for (name, bytes) in [
+            (THUMBNAIL_TENSOR, &self.thumbnail_png),
+            (PAINTING_TENSOR, &self.painting_jpg),
+        ] {
+            if let Some(b) = bytes {
+                tensors.insert(name.into(), Tensor::from_slice(b, b.len(), &Device::Cpu)?);
+            }
         }
         let mut metadata = HashMap::new();
         metadata.insert(KEY_VERSION.to_string(), FORMAT_VERSION.to_string());
@@ -203,6 +219,31 @@ pub fn read_thumbnail(path: &Path) -> Result<Option<Vec<u8>>> {
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::model(path, format!("not a safetensors model file: {e}")))?;
     Ok(st.tensor(THUMBNAIL_TENSOR).ok().map(|t| t.data().to_vec()))
+}
+
+/// The small JPEG of the painting stored in a model file, if it has one.
+pub fn read_painting(path: &Path) -> Result<Option<Vec<u8>>> {
+    let bytes = read_limited(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::model(path, format!("not a safetensors model file: {e}")))?;
+    Ok(st.tensor(PAINTING_TENSOR).ok().map(|t| t.data().to_vec()))
+}
+
+/// `painting` downscaled to [`PAINTING_SIDE`] and encoded as the JPEG a model file carries.
+pub fn painting_jpeg(painting: &image::RgbImage) -> Result<Vec<u8>> {
+    let (w, h) = painting.dimensions();
+    let s = (PAINTING_SIDE as f64 / w.max(h) as f64).min(1.0);
+    let small = image::imageops::resize(
+        painting,
+        ((w as f64 * s).round() as u32).max(1),
+        ((h as f64 * s).round() as u32).max(1),
+        image::imageops::FilterType::Lanczos3,
+    );
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 88)
+        .encode_image(&small)
+        .map_err(|e| Error::Invalid(format!("cannot encode the painting: {e}")))?;
+    Ok(out)
 }
 
 /// Rewrites a model file's metadata (e.g. its display name) and leaves its tensors

@@ -853,6 +853,10 @@ fn final_model(
         "batch_size": cfg.batch_size,
         "image_size": cfg.image_size,
         "style_size": cfg.style_size.unwrap_or(style.width().max(style.height())),
+        "loss": cfg.scaling,
+        "strength": cfg.strength().map(|s| s.label()),
+        "content_layer": cfg.content_layer,
+        "style_layers": cfg.style_layers,
         "content_weight": cfg.content_weight,
         "style_weight": cfg.style_weight,
         "tv_weight": cfg.tv_weight,
@@ -866,5 +870,6 @@ fn final_model(
     let mut model = StyleModel::from_params(meta, params, &cfg.run_dir)?;
     let stylizer = crate::stylize::Stylizer::new(&model, &Device::Cpu)?;
     model.thumbnail_png = Some(thumbnail::render(&stylizer)?);
+    model.painting_jpg = Some(crate::model::format::painting_jpeg(style)?);
     Ok(model)
 }
