@@ -13,7 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(mkdir -p "${1:-target/cudnn-stub}/lib" && cd "${1:-target/cudnn-stub}" && pwd)
-SYS=$(ls -d ~/.cargo/registry/src/*/cudarc-0.19.*/src/cudnn/sys/mod.rs | tail -1)
+# cudarc's sources must be on disk to read its bindings: on a fresh machine nothing is fetched yet.
+cargo fetch --quiet >&2
+SYS=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.*/src/cudnn/sys/mod.rs | tail -1)
+[ -n "$SYS" ] || { echo "cudnn_stub: cudarc 0.19 sources not found after cargo fetch" >&2; exit 1; }
 if [ ! -e "$OUT/lib/libcudnn.so" ]; then
   grep -oE 'pub unsafe fn cudnn[A-Za-z0-9_]+' "$SYS" | awk '{print $4}' | sort -u |
     awk '{print "void " $1 "(void){}"}' > "$OUT/cudnn_stub.c"
