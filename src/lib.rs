@@ -1,6 +1,7 @@
 //! Atelier: fast neural style transfer on candle — the library shared by the command
 //! line and the desktop app.
 
+pub mod alloc;
 #[cfg(feature = "app")]
 pub mod app;
 pub mod bench;
