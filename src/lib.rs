@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsutil;
 pub mod image_io;
 pub mod model;
+pub mod output_plan;
 pub mod stylize;
 pub mod train;
 pub mod video;

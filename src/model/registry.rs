@@ -60,26 +60,78 @@ impl Registry {
     }
 
     /// A path to an existing file wins; otherwise a style name (case-insensitive),
-    /// matched against the display name and the file stem.
+    /// matched against the display name and the file stem. A name that several styles
+    /// answer to is refused with their paths: picking one would be a guess.
     pub fn resolve(&self, style: &str) -> Result<PathBuf> {
         let as_path = Path::new(style);
         if as_path.is_file() {
             return Ok(as_path.to_path_buf());
         }
+        if as_path.exists() {
+            // A folder (a TensorFlow export?) or a pipe: say what it is.
+            super::format::check_native(as_path)?;
+        }
         let (entries, _) = self.list();
         let wanted = style.to_lowercase();
-        entries
+        let mut found: Vec<PathBuf> = entries
             .into_iter()
-            .find(|e| {
+            .filter(|e| {
                 e.meta.name.to_lowercase() == wanted
                     || e.path
                         .file_stem()
                         .is_some_and(|s| s.to_string_lossy().to_lowercase() == wanted)
             })
             .map(|e| e.path)
-            .ok_or_else(|| Error::UnknownStyle {
+            .collect();
+        match found.len() {
+            0 => Err(Error::UnknownStyle {
                 name: style.to_string(),
+            }),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::AmbiguousStyle {
+                name: style.to_string(),
+                paths: found,
+            }),
+        }
+    }
+
+    /// Display names that more than one style has (case-insensitive), each with the
+    /// styles' files: `--style NAME` refuses these.
+    pub fn duplicate_names(entries: &[StyleEntry]) -> Vec<(String, Vec<PathBuf>)> {
+        let mut by_name: std::collections::BTreeMap<String, (String, Vec<PathBuf>)> =
+            Default::default();
+        for e in entries {
+            by_name
+                .entry(e.meta.name.to_lowercase())
+                .or_insert_with(|| (e.meta.name.clone(), Vec::new()))
+                .1
+                .push(e.path.clone());
+        }
+        by_name
+            .into_values()
+            .filter(|(_, paths)| paths.len() > 1)
+            .collect()
+    }
+
+    /// A file and display name for a new style called `name` that replace nothing:
+    /// `name`, else `name 2`, `name 3`… (no style has that name and no file is there).
+    pub fn free_user_model_path(&self, name: &str) -> (PathBuf, String) {
+        let (entries, _) = self.list();
+        let taken = |n: &str| {
+            let n = n.to_lowercase();
+            entries.iter().any(|e| e.meta.name.to_lowercase() == n)
+        };
+        (1..)
+            .map(|i| {
+                if i == 1 {
+                    name.to_string()
+                } else {
+                    format!("{name} {i}")
+                }
             })
+            .map(|n| (self.user_model_path(&n), n))
+            .find(|(p, n)| !taken(n) && !p.exists())
+            .expect("some numbered name is free")
     }
 
     /// Where `atelier import` puts a new style called `name`.
