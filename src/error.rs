@@ -21,6 +21,18 @@ pub enum Error {
     )]
     UnknownStyle { name: String },
 
+    /// A style name that several styles answer to: picking one would be a guess.
+    #[error(
+        "{} styles are named '{name}': {}; pass one of these paths to --style, or rename all but one",
+        paths.len(),
+        list_paths(paths)
+    )]
+    AmbiguousStyle { name: String, paths: Vec<PathBuf> },
+
+    /// A large buffer could not be had: reported instead of aborting the process.
+    #[error("not enough memory for {what} ({} MB needed)", bytes.div_ceil(1 << 20))]
+    OutOfMemory { what: String, bytes: u64 },
+
     /// Arguments or options that cannot work together.
     #[error("{0}")]
     Invalid(String),
@@ -51,18 +63,38 @@ pub enum Error {
 }
 
 impl From<candle_core::Error> for Error {
-    /// Drops candle's captured backtrace: users need the message, not our stack.
     fn from(e: candle_core::Error) -> Self {
-        // ATELIER_DEBUG keeps the backtrace for bug reports.
-        if std::env::var_os("ATELIER_DEBUG").is_some() {
-            return Error::Candle(e);
-        }
-        let mut e = e;
-        while let candle_core::Error::WithBacktrace { inner, .. } = e {
-            e = *inner;
-        }
-        Error::Candle(e)
+        Error::Candle(without_backtrace(e))
     }
+}
+
+/// Drops the backtraces candle captures under `RUST_BACKTRACE=1`, at any depth: users
+/// need the message, not our stack. `ATELIER_DEBUG` keeps them for bug reports.
+pub fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    use candle_core::Error as C;
+    if std::env::var_os("ATELIER_DEBUG").is_some() {
+        return e;
+    }
+    match e {
+        C::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        C::Context { inner, context } => C::Context {
+            inner: Box::new(without_backtrace(*inner)),
+            context,
+        },
+        C::WithPath { inner, path } => C::WithPath {
+            inner: Box::new(without_backtrace(*inner)),
+            path,
+        },
+        other => other,
+    }
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {

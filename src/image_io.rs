@@ -4,8 +4,9 @@
 //! with a message instead of exhausting memory; EXIF orientation is applied so the
 //! result is upright as the user sees the photo elsewhere.
 
-use crate::{fsutil, Error, Result};
+use crate::{alloc, fsutil, Error, Result};
 use image::{ImageDecoder, ImageReader, RgbImage};
+use std::io::{Read, Seek};
 use std::path::Path;
 
 /// Longest side we accept (decoders and GPUs cope; 100-megapixel photos are ~12k).
@@ -15,23 +16,53 @@ pub const MAX_PIXELS: u64 = 1 << 28;
 
 /// Loads an image as 8-bit RGB, upright.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let file =
-        std::fs::File::open(path).map_err(|e| Error::image(path, format!("cannot open: {e}")))?;
+    let mut file =
+        fsutil::open_regular(path).map_err(|e| Error::image(path, format!("cannot open: {e}")))?;
     if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
         return Err(Error::image(path, "file is empty (0 bytes)"));
     }
     // The format comes from the content, not the extension: a renamed text file is
     // "not an image", not a "corrupt PNG".
-    let reader = ImageReader::new(std::io::BufReader::new(file))
+    let reader = ImageReader::new(std::io::BufReader::new(&mut file))
         .with_guessed_format()
         .map_err(|e| Error::image(path, format!("cannot read: {e}")))?;
-    if reader.format().is_none() {
-        return Err(Error::image(
+    match reader.format() {
+        None => Err(Error::image(
             path,
             "not an image (unrecognised or unsupported format)",
-        ));
+        )),
+        Some(image::ImageFormat::Jpeg) => {
+            drop(reader);
+            check_jpeg_complete(&mut file, path)?;
+            file.seek(std::io::SeekFrom::Start(0))
+                .map_err(|e| Error::image(path, format!("cannot read: {e}")))?;
+            let reader = ImageReader::with_format(
+                std::io::BufReader::new(&mut file),
+                image::ImageFormat::Jpeg,
+            );
+            decode(reader, path)
+        }
+        Some(_) => decode(reader, path),
     }
-    decode(reader, path)
+}
+
+/// The JPEG decoder fills a file that ends early with grey rows and says nothing, so
+/// the end-of-image marker must follow the last scan. Within a scan a 0xFF byte is
+/// always followed by 0x00 or a restart marker, so 0xFF 0xD9 there is the real end.
+fn check_jpeg_complete(file: &mut std::fs::File, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::image(path, format!("cannot read: {e}")))?;
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let ended = last_scan.is_some_and(|s| bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]));
+    if ended {
+        Ok(())
+    } else {
+        Err(Error::image(
+            path,
+            "corrupt or truncated image: the JPEG ends before its last scan is complete (an interrupted copy or download?)",
+        ))
+    }
 }
 
 /// Decodes an image held in memory (clipboard, embedded assets).
@@ -65,10 +96,130 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = image::DynamicImage::from_decoder(decoder)
-        .map_err(|e| Error::image(path, describe_decode_error(e)))?;
-    img.apply_orientation(orientation);
-    Ok(img.into_rgb8())
+    // Decoded into buffers of our own, allocated fallibly: the image crate's own
+    // allocations abort the process when memory runs out (e.g. under `ulimit -v`).
+    let img = decode_rgb8(decoder, path)?;
+    orient(img, orientation, path)
+}
+
+/// Decodes into a fallibly allocated buffer and converts to 8-bit RGB without a second
+/// full-size copy when the photo already is RGB.
+fn decode_rgb8(decoder: impl ImageDecoder, path: &Path) -> Result<RgbImage> {
+    use image::ColorType;
+    let (w, h) = decoder.dimensions();
+    let what = format!("decoding {} ({w}×{h})", path.display());
+    let color = decoder.color_type();
+    let total = usize::try_from(decoder.total_bytes()).map_err(|_| Error::OutOfMemory {
+        what: what.clone(),
+        bytes: decoder.total_bytes(),
+    })?;
+    let read = |decoder: Box<dyn image::ImageDecoder + '_>, buf: &mut [u8]| {
+        decoder
+            .read_image(buf)
+            .map_err(|e| Error::image(path, describe_decode_error(e)))
+    };
+    let decoder: Box<dyn image::ImageDecoder + '_> = Box::new(decoder);
+    let bytes_per_sample = color.bytes_per_pixel() / color.channel_count();
+    let channels = usize::from(color.channel_count());
+    let pixels = (w as usize) * (h as usize);
+    // Samples widened to f32 in 0..1 per pixel, for every layout but 8-bit.
+    let to_rgb8 = |samples: &dyn Fn(usize) -> f32| -> Result<RgbImage> {
+        let mut out = alloc::rgb_image(w, h, &what)?;
+        for (i, px) in out.as_mut().chunks_exact_mut(3).enumerate() {
+            for (c, out) in px.iter_mut().enumerate() {
+                let ch = if channels < 3 { 0 } else { c };
+                let v = samples(i * channels + ch);
+                *out = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            }
+        }
+        Ok(out)
+    };
+    match (color, bytes_per_sample) {
+        (ColorType::Rgb8, _) => {
+            let mut buf = alloc::zeroed::<u8>(total, &what)?;
+            read(decoder, &mut buf)?;
+            RgbImage::from_raw(w, h, buf).ok_or_else(|| Error::image(path, "bad decoded size"))
+        }
+        (_, 1) => {
+            let mut buf = alloc::zeroed::<u8>(total, &what)?;
+            read(decoder, &mut buf)?;
+            let mut out = alloc::rgb_image(w, h, &what)?;
+            for (px, src) in out
+                .as_mut()
+                .chunks_exact_mut(3)
+                .zip(buf.chunks_exact(channels))
+            {
+                if channels < 3 {
+                    px.fill(src[0]);
+                } else {
+                    px.copy_from_slice(&src[..3]);
+                }
+            }
+            Ok(out)
+        }
+        (_, 2) => {
+            let mut buf = alloc::zeroed::<u16>(total / 2, &what)?;
+            read(decoder, bytemuck::cast_slice_mut(&mut buf))?;
+            to_rgb8(&|i| f32::from(buf[i]) / 65535.0)
+        }
+        (_, 4) => {
+            let mut buf = alloc::zeroed::<f32>(total / 4, &what)?;
+            read(decoder, bytemuck::cast_slice_mut(&mut buf))?;
+            to_rgb8(&|i| buf[i])
+        }
+        _ => Err(Error::image(
+            path,
+            format!("unsupported pixel layout {color:?} ({pixels} pixels)"),
+        )),
+    }
+}
+
+/// Applies EXIF orientation; the rotated copy is allocated fallibly too.
+fn orient(
+    mut img: RgbImage,
+    orientation: image::metadata::Orientation,
+    path: &Path,
+) -> Result<RgbImage> {
+    use image::imageops::{flip_horizontal_in_place, flip_vertical_in_place, rotate180_in_place};
+    use image::metadata::Orientation as O;
+    let (w, h) = img.dimensions();
+    let rotated = |img: &RgbImage, clockwise: bool| -> Result<RgbImage> {
+        let mut out = alloc::rgb_image(h, w, &format!("rotating {}", path.display()))?;
+        let done = if clockwise {
+            image::imageops::rotate90_in(img, &mut out)
+        } else {
+            image::imageops::rotate270_in(img, &mut out)
+        };
+        done.map_err(|e| Error::image(path, e))?;
+        Ok(out)
+    };
+    Ok(match orientation {
+        O::NoTransforms => img,
+        O::Rotate90 => rotated(&img, true)?,
+        O::Rotate180 => {
+            rotate180_in_place(&mut img);
+            img
+        }
+        O::Rotate270 => rotated(&img, false)?,
+        O::FlipHorizontal => {
+            flip_horizontal_in_place(&mut img);
+            img
+        }
+        O::FlipVertical => {
+            flip_vertical_in_place(&mut img);
+            img
+        }
+        O::Rotate90FlipH => {
+            let mut out = rotated(&img, true)?;
+            flip_horizontal_in_place(&mut out);
+            out
+        }
+        O::Rotate270FlipH => {
+            let mut out = rotated(&img, false)?;
+            flip_horizontal_in_place(&mut out);
+            out
+        }
+    })
 }
 
 fn check_size(path: &Path, w: u32, h: u32) -> Result<()> {

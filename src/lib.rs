@@ -1,6 +1,7 @@
 //! Atelier: fast neural style transfer on candle — the library shared by the command
 //! line and the desktop app.
 
+pub mod alloc;
 #[cfg(feature = "app")]
 pub mod app;
 pub mod bench;
@@ -11,6 +12,7 @@ pub mod fsutil;
 pub mod image_io;
 pub mod lossless_path;
 pub mod model;
+pub mod output_plan;
 pub mod stylize;
 pub mod train;
 pub mod video;

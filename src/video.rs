@@ -49,7 +49,7 @@ pub struct VideoOptions {
 /// Flicker measured during a run: mean absolute difference between consecutive output
 /// frames divided by that between consecutive input frames (1 = the output changes
 /// exactly as much as the input; more = flicker added).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VideoReport {
     pub frames: u64,
     pub flicker_ratio: f64,
@@ -57,6 +57,9 @@ pub struct VideoReport {
     /// Seconds the frame loop spent waiting for decoded frames, stylising (network and the
     /// copies to and from the device), settling and blending, and waiting for the encoder.
     pub stage_seconds: [f64; 4],
+    /// Problems with the input that did not stop the run (a damaged or truncated file:
+    /// frames the decoder could not read, fewer frames than the file announced).
+    pub warnings: Vec<String>,
 }
 
 fn tool(name: &str) -> Result<PathBuf> {
@@ -229,9 +232,10 @@ pub fn stylize_video(
             input.display()
         )));
     }
-    if same_file(input, output) {
+    if crate::fsutil::same_file(input, output) {
         return Err(Error::Invalid(
-            "the output would replace the input video".into(),
+            "the output would replace the input video (even with --overwrite); choose another name"
+                .into(),
         ));
     }
     if output.exists() && !opts.overwrite {
@@ -241,21 +245,35 @@ pub fn stylize_video(
         )));
     }
     let (w, h) = output_size(info.width, info.height, opts.max_side);
-    let frame_bytes = (w * h * 3) as usize;
+    let frame_bytes = crate::alloc::rgb_len(w, h).ok_or_else(|| Error::OutOfMemory {
+        what: format!("{w}×{h} video frames"),
+        bytes: u64::MAX,
+    })?;
     let started = std::time::Instant::now();
 
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // As `stylize` does: a missing output folder is made, not an error.
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("{}: cannot create folder", dir.display()), e))?;
+    crate::fsutil::sweep_stale(dir);
     let ext = output
         .extension()
         .map(|e| e.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mp4".into());
-    // Same folder, so the final rename is atomic; removed on any failure or cancel.
-    let tmp = crate::fsutil::temp_file_in(dir, ".atelier-video-", &format!(".{ext}"))
-        .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?
-        .into_temp_path();
+    // Same folder, so the final step is atomic. Unnamed where the system allows, so
+    // nothing is left even if we are killed; ffmpeg writes it through /proc, and as the
+    // path has no extension then, it is told the container.
+    let mut tmp = crate::fsutil::PendingFile::new_in(dir, &format!(".{ext}"))
+        .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?;
+    let muxer = muxer_for(&ext);
+    if tmp.is_anonymous() && muxer.is_none() {
+        // ffmpeg could not tell the container from a /proc path: use a named file.
+        tmp = named_pending(dir, &ext)?;
+    }
+    let tmp_path = tmp.path_for_writer();
 
     let mut decoder = Reaped(
         Command::new(&ffmpeg)
@@ -265,10 +283,18 @@ pub fn stylize_video(
             .arg(format!("scale={w}:{h}:flags=bicubic"))
             .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::Invalid(format!("cannot start ffmpeg: {e}")))?,
     );
+    // What the decoder says about the input (damage, truncation) becomes a warning.
+    let decoder_log = decoder.0.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = e.read_to_string(&mut s);
+            s
+        })
+    });
     let mut enc_cmd = Command::new(&ffmpeg);
     enc_cmd
         .args([
@@ -282,8 +308,12 @@ pub fn stylize_video(
         .arg(input)
         .args(["-map", "0:v:0", "-map", "1:a?", "-map_metadata", "1"])
         .args(encoder_args(&ffmpeg, output))
-        .args(["-shortest"])
-        .arg(&*tmp)
+        .args(["-shortest"]);
+    if let (true, Some(m)) = (tmp.is_anonymous(), muxer) {
+        enc_cmd.args(["-f", m]);
+    }
+    enc_cmd
+        .arg(&tmp_path)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -298,12 +328,24 @@ pub fn stylize_video(
     // would make ffmpeg and the network take turns.
     let mut reader = decoder.0.stdout.take().expect("piped stdout");
     let mut writer = encoder.0.stdin.take().expect("piped stdin");
-    let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(3);
+    let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>>>(3);
+    let partial_frame = std::sync::Arc::new(AtomicBool::new(false));
+    let partial = partial_frame.clone();
     std::thread::spawn(move || loop {
-        let mut buf = vec![0u8; frame_bytes];
-        let item = match read_full(&mut reader, &mut buf) {
-            Ok(true) => Ok(buf),
-            Ok(false) => break,
+        let item = crate::alloc::zeroed::<u8>(frame_bytes, "a video frame").and_then(|mut buf| {
+            match read_full(&mut reader, &mut buf) {
+                Ok(Frame::Full) => Ok(Some(buf)),
+                Ok(Frame::End) => Ok(None),
+                Ok(Frame::Partial) => {
+                    partial.store(true, Ordering::Relaxed);
+                    Ok(None)
+                }
+                Err(e) => Err(Error::Invalid(format!("reading decoded frames: {e}"))),
+            }
+        });
+        let item = match item {
+            Ok(Some(buf)) => Ok(buf),
+            Ok(None) => break,
             Err(e) => Err(e),
         };
         let failed = item.is_err();
@@ -339,8 +381,8 @@ pub fn stylize_video(
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(Error::Cancelled);
         }
-        let buf = item.map_err(|e| Error::Invalid(format!("reading decoded frames: {e}")))?;
-        let frame = RgbImage::from_raw(w, h, buf).expect("buffer is one frame");
+        let frame = RgbImage::from_raw(w, h, item?)
+            .ok_or_else(|| Error::Invalid("a decoded frame has the wrong size".into()))?;
         let mut hooks = Hooks {
             cancel,
             ..Default::default()
@@ -361,7 +403,9 @@ pub fn stylize_video(
             diff_out += mean_abs_diff(po, &out);
         }
         lap(2, &mut stages);
-        if out_tx.send(out.as_raw().clone()).is_err() {
+        let mut raw = crate::alloc::zeroed::<u8>(frame_bytes, "a video frame")?;
+        raw.copy_from_slice(out.as_raw());
+        if out_tx.send(raw).is_err() {
             // The feeder stopped on a write error; it says which.
             drop(out_tx);
             let e = match feeder.join() {
@@ -401,19 +445,39 @@ pub fn stylize_video(
             input.display()
         )));
     }
-    if opts.overwrite {
-        tmp.persist(output)
-    } else {
-        tmp.persist_noclobber(output)
-    }
-    .map_err(|e| {
+    tmp.persist(output, opts.overwrite).map_err(|e| {
         Error::Invalid(format!(
-            "cannot move the result to {}: {}",
-            output.display(),
-            e.error
+            "cannot move the result to {}: {e}",
+            output.display()
         ))
     })?;
+    let mut warnings = Vec::new();
+    let log = decoder_log.and_then(|t| t.join().ok()).unwrap_or_default();
+    if !log.trim().is_empty() {
+        let first: Vec<&str> = log.lines().take(3).collect();
+        warnings.push(format!(
+            "{} is damaged or truncated; the decoder reported: {}",
+            input.display(),
+            first.join(" / ")
+        ));
+    }
+    if let Some(expected) = expected_frames(&info) {
+        // Containers round their frame counts and durations: only a clear shortfall counts.
+        if frames + 2 < expected && (frames as f64) < 0.98 * expected as f64 {
+            warnings.push(format!(
+                "only {frames} of the {expected} frames {} announces could be decoded (truncated file?)",
+                input.display()
+            ));
+        }
+    }
+    if partial_frame.load(Ordering::Relaxed) {
+        warnings.push(format!(
+            "{} ends inside a frame; that frame was left out",
+            input.display()
+        ));
+    }
     Ok(VideoReport {
+        warnings,
         frames,
         flicker_ratio: if diff_in > 0.0 {
             diff_out / diff_in
@@ -476,19 +540,54 @@ fn encoder_error(encoder: &mut Reaped) -> String {
     s.trim().to_string()
 }
 
-/// Fills `buf` completely; `Ok(false)` at a clean end of stream.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
+enum Frame {
+    Full,
+    End,
+    /// The stream ended inside a frame: the rest of it never came.
+    Partial,
+}
+
+/// Fills `buf` completely, or says where the stream ended.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<Frame> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Ok(false), // a truncated last frame is dropped
+            Ok(0) if got == 0 => return Ok(Frame::End),
+            Ok(0) => return Ok(Frame::Partial),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(Frame::Full)
+}
+
+/// Frames the container announces: its frame count, else duration × rate.
+fn expected_frames(info: &VideoInfo) -> Option<u64> {
+    info.frames.or_else(|| {
+        let n = info.duration_s? * info.fps();
+        (n.is_finite() && n > 0.0).then(|| n.round() as u64)
+    })
+}
+
+/// The ffmpeg container for an output extension, for outputs written through a path
+/// that has none.
+fn muxer_for(ext: &str) -> Option<&'static str> {
+    match ext.to_ascii_lowercase().as_str() {
+        "mp4" | "m4v" => Some("mp4"),
+        "mov" => Some("mov"),
+        "mkv" => Some("matroska"),
+        "webm" => Some("webm"),
+        "avi" => Some("avi"),
+        _ => None,
+    }
+}
+
+fn named_pending(dir: &Path, ext: &str) -> Result<crate::fsutil::PendingFile> {
+    let (file, path) = crate::fsutil::temp_file_in(dir, ".atelier-video-", &format!(".{ext}"))
+        .map_err(|e| Error::Invalid(format!("cannot write in {}: {e}", dir.display())))?
+        .into_parts();
+    Ok(crate::fsutil::PendingFile::from_named(file, path, dir))
 }
 
 pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
@@ -505,13 +604,6 @@ pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
         })
         .sum();
     sum as f64 / a.as_raw().len().max(1) as f64
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 #[cfg(test)]

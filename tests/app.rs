@@ -233,6 +233,75 @@ fn saving_writes_the_blended_result_and_never_the_opened_photo() {
     assert_eq!(saved, image::open(&photo).unwrap().into_rgb8());
 }
 
+#[cfg(unix)]
+#[test]
+fn saving_over_the_opened_photo_through_a_hard_link_is_refused() {
+    let e = env();
+    let mut h = harness(&e);
+    h.state_mut().gallery.selected = Some(e.styles.join("Test Style.safetensors"));
+    let photo = write_photo(&e.root, 32, 24);
+    h.state_mut().open_path(photo.clone());
+    run_until(&mut h, "the result", Duration::from_secs(60), |a| {
+        a.doc.as_ref().is_some_and(|d| d.result.is_some())
+    });
+    let original = std::fs::read(&photo).unwrap();
+    let link = e.root.join("same-photo.png");
+    std::fs::hard_link(&photo, &link).unwrap();
+    h.state_mut().request_save(link);
+    h.step();
+    assert!(
+        matches!(&h.state().notice, Some(Notice::Error(m)) if m.contains("photo you opened")),
+        "{:?}",
+        h.state().notice
+    );
+    assert_eq!(std::fs::read(&photo).unwrap(), original);
+}
+
+#[test]
+fn importing_never_replaces_a_style_or_copies_one_over_itself() {
+    let e = env();
+    let mut h = harness(&e);
+    let mine = common::model_file(&e.styles, Variant::Johnson, "mine");
+    let mine_bytes = std::fs::read(&mine).unwrap();
+    h.state_mut().gallery.refresh(None);
+    let before = h.state().gallery.entries.len();
+
+    // Another style of the same name, from elsewhere: imported beside it.
+    let other_dir = e.root.join("elsewhere");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = common::model_file(&other_dir, Variant::Fst, "mine");
+    drop_file(&mut h, &other);
+    run_until(
+        &mut h,
+        "the import",
+        Duration::from_secs(60),
+        |a| matches!(&a.notice, Some(Notice::Info(m)) if m.starts_with("Imported")),
+    );
+    assert_eq!(
+        std::fs::read(&mine).unwrap(),
+        mine_bytes,
+        "the user's style was replaced"
+    );
+    assert_eq!(h.state().gallery.entries.len(), before + 1);
+    assert!(h
+        .state()
+        .gallery
+        .entries
+        .iter()
+        .any(|s| s.meta.name == "mine 2"));
+
+    // One of the user's own styles dropped again: nothing is copied over it.
+    drop_file(&mut h, &mine);
+    run_until(
+        &mut h,
+        "the refusal",
+        Duration::from_secs(60),
+        |a| matches!(&a.notice, Some(Notice::Error(m)) if m.contains("already one of your styles")),
+    );
+    assert_eq!(std::fs::read(&mine).unwrap(), mine_bytes);
+    assert_eq!(h.state().gallery.entries.len(), before + 1);
+}
+
 #[test]
 fn the_training_panel_validates_runs_and_adds_the_style_to_the_gallery() {
     let e = env();

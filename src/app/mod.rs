@@ -384,8 +384,10 @@ impl AtelierApp {
                 if let Ok(s) = crate::stylize::Stylizer::new(&model, &candle_core::Device::Cpu) {
                     model.thumbnail_png = crate::stylize::thumbnail::render(&s).ok();
                 }
-                let dest = registry.user_model_path(&name);
-                model.save(&dest, true, true)?;
+                // Never over another style (or the source itself): a free name instead.
+                let (dest, name) = registry.free_user_model_path(&name);
+                model.meta.name = name.clone();
+                model.save(&dest, false, true)?;
                 Ok((dest, name))
             })();
             let _ = tx.send(JobResult::Imported(r.map_err(|e| e.to_string())));
@@ -421,13 +423,21 @@ impl AtelierApp {
             return;
         }
         if let Ok(meta) = crate::model::format::read_meta(&p) {
-            // Already a native style: copy it into the user's styles, under a name of its own
-            // if that one is taken (a drop never replaces a style).
-            let r = self
-                .gallery
-                .registry
-                .install_as_new(&p, &meta.name)
-                .map_err(|e| e.to_string());
+            let registry = &self.gallery.registry;
+            let r = if p.starts_with(&registry.user_dir)
+                || crate::fsutil::resolved(&p)
+                    .starts_with(crate::fsutil::resolved(&registry.user_dir))
+            {
+                // Dropping one of the user's own styles: installing it would copy it
+                // over itself (or over a namesake).
+                Err(format!("'{}' is already one of your styles", meta.name))
+            } else {
+                // Already a native style: copy it in under a name no other style has.
+                let (dest, name) = registry.free_user_model_path(&meta.name);
+                crate::model::format::update_meta_to(&p, &dest, |m| m.name = name.clone())
+                    .map(|_| (dest, name))
+                    .map_err(|e| e.to_string())
+            };
             let _ = self.jobs_tx.send(JobResult::Imported(r));
         } else {
             self.import_model(p);
@@ -515,11 +525,8 @@ impl AtelierApp {
     pub fn request_save(&mut self, path: PathBuf) {
         let Some(doc) = &self.doc else { return };
         if let Some(src) = &doc.path {
-            let same = match (src.canonicalize(), path.canonicalize()) {
-                (Ok(a), Ok(b)) => a == b,
-                _ => *src == path,
-            };
-            if same {
+            // By inode: a hard link or another spelling of the photo is the photo.
+            if crate::fsutil::same_file(src, &path) {
                 self.notice = Some(Notice::Error(
                     "That is the photo you opened; choose another file name.".into(),
                 ));
@@ -539,6 +546,7 @@ impl AtelierApp {
             return;
         };
         let photo = doc.photo.clone();
+        let source = doc.path.clone();
         let (strength, preserve) = (self.settings.strength, self.settings.preserve_colors);
         let quality = self.settings.jpeg_quality;
         let tx = self.jobs_tx.clone();
@@ -549,6 +557,14 @@ impl AtelierApp {
                     OutputFormat::Jpeg { .. } => OutputFormat::Jpeg { quality },
                     f => f,
                 };
+                // Checked again here: the file may have been replaced by a link to the
+                // photo while the overwrite question was open.
+                if source.is_some_and(|src| crate::fsutil::same_file(&src, &path)) {
+                    return Err(crate::Error::image(
+                        &path,
+                        "that is the photo you opened; choose another file name",
+                    ));
+                }
                 let out = crate::stylize::blend::blend(&photo, &styled, strength, preserve);
                 image_io::save_rgb(&out, &path, format, overwrite)?;
                 Ok(path)
@@ -634,6 +650,12 @@ impl AtelierApp {
         }
         if let Some((out, r)) = self.video.as_mut().and_then(|v| v.poll_export()) {
             self.notice = Some(match r {
+                Ok(rep) if !rep.warnings.is_empty() => Notice::Error(format!(
+                    "Exported {} frames to {}, but: {}",
+                    rep.frames,
+                    out.display(),
+                    rep.warnings.join("; ")
+                )),
                 Ok(rep) => Notice::Info(format!(
                     "Exported {} frames to {} ({:.1} frames/s, flicker ratio {:.2})",
                     rep.frames,

@@ -105,11 +105,14 @@ pub fn open_device(choice: DeviceChoice, quiet: bool) -> anyhow::Result<candle_c
     Ok(device)
 }
 
-/// A flag set by Ctrl-C, so long jobs stop between layers and leave no partial files.
+/// A flag set by Ctrl-C, SIGTERM or SIGHUP (ctrlc's `termination` feature: a closed
+/// terminal or `kill` must clean up as Ctrl-C does), so long jobs stop between layers
+/// and leave no partial files.
 pub fn cancel_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
-    // A second Ctrl-C while we wind down exits at once; temp files are cleaned either way.
+    // A second signal while we wind down exits at once; temporary files have no name on
+    // Linux (see fsutil::PendingFile), so even that leaves none.
     let _ = ctrlc::set_handler(move || {
         if f.swap(true, Ordering::SeqCst) {
             std::process::exit(130);

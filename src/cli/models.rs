@@ -60,6 +60,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     for e in &errors {
         eprintln!("warning: skipped {e}");
     }
+    for (name, paths) in Registry::duplicate_names(&entries) {
+        let files: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "warning: {} styles are named '{name}' ({}); `--style {name}` will refuse until all but one are renamed — or pass a path",
+            paths.len(),
+            files.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,9 +1,13 @@
 use super::{cancel_flag, open_device, parse_device, progress_bar};
 use atelier::device::DeviceChoice;
 use atelier::image_io::{self, OutputFormat};
+use atelier::model::format::read_meta;
 use atelier::model::registry::{file_stem_for, Registry};
+use atelier::output_plan;
+use atelier::stylize::tiling::MIN_CORE;
 use atelier::stylize::{Hooks, StylizeOptions, Stylizer, Tiling};
 use atelier::Error;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -34,8 +38,9 @@ pub struct Args {
     /// Downscale photos whose longer side exceeds N pixels first.
     #[arg(long)]
     max_side: Option<u32>,
-    /// Tile core size in pixels for bounded memory (0 = never tile). Default: automatic.
-    #[arg(long)]
+    /// Tile core size in pixels for bounded memory (0 = never tile, else at least 128).
+    /// Default: automatic.
+    #[arg(long, value_parser = parse_tile)]
     tile: Option<u32>,
     /// Replace existing output files.
     #[arg(long)]
@@ -54,6 +59,19 @@ pub fn parse_strength(s: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_tile(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number of pixels"))?;
+    if v == 0 || v >= MIN_CORE {
+        Ok(v)
+    } else {
+        Err(format!(
+            "tiles must be at least {MIN_CORE} pixels (or 0 for no tiling): each tile also computes a 64-pixel border, so smaller tiles run hundreds of times slower"
+        ))
+    }
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.output.is_some() && a.images.len() > 1 {
         anyhow::bail!("-o/--output takes one input image; use --out-dir for several");
@@ -63,9 +81,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let registry = Registry::from_env();
     let model_path = registry.resolve(&a.style)?;
+    let style_label = file_stem_for(&read_meta(&model_path)?.name);
+    let outputs: Vec<PathBuf> = a
+        .images
+        .iter()
+        .map(|input| match &a.output {
+            Some(o) => o.clone(),
+            None => default_output(input, a.out_dir.as_deref(), &style_label),
+        })
+        .collect();
+    let pairs: Vec<_> = a
+        .images
+        .iter()
+        .cloned()
+        .zip(outputs.iter().cloned())
+        .collect();
+    output_plan::check(&pairs)?;
     let device = open_device(a.device, a.json)?;
     let stylizer = Stylizer::load(&model_path, &device)?;
-    let style_label = file_stem_for(&stylizer.meta().name);
     let opts = StylizeOptions {
         strength: a.strength,
         preserve_colors: a.preserve_colors,
@@ -77,16 +110,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let cancel = cancel_flag();
     let mut failed = 0;
-    for (i, input) in a.images.iter().enumerate() {
-        let out = match &a.output {
-            Some(o) => o.clone(),
-            None => default_output(input, a.out_dir.as_deref(), &style_label),
-        };
+    for (i, (input, out)) in pairs.iter().enumerate() {
         let started = Instant::now();
         let result = stylize_one(
             &stylizer,
             input,
-            &out,
+            out,
             &a,
             &opts,
             &cancel,
@@ -96,7 +125,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         match &result {
             Ok((w, h)) if a.json => println!(
                 "{}",
-                serde_json::json!({"input": input, "output": out, "ok": true, "width": w, "height": h, "ms": ms})
+                // JSON holds text: a name that is not UTF-8 is shown lossily (the
+                // files themselves were read and written under their real names).
+                serde_json::json!({"input": input.to_string_lossy(), "output": out.to_string_lossy(), "ok": true, "width": w, "height": h, "ms": ms})
             ),
             Ok(_) => eprintln!("{} → {} ({:.0} ms)", input.display(), out.display(), ms),
             Err(e) => {
@@ -104,7 +135,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 if a.json {
                     println!(
                         "{}",
-                        serde_json::json!({"input": input, "ok": false, "error": e.to_string()})
+                        serde_json::json!({"input": input.to_string_lossy(), "ok": false, "error": e.to_string()})
                     );
                 } else {
                     eprintln!("error: {e}");
@@ -123,11 +154,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `<dir>/<stem>_<style>.png`, keeping the stem's bytes as they are (a stem that is
+/// not UTF-8 must not collapse into another photo's name).
 fn default_output(input: &Path, out_dir: Option<&Path>, style: &str) -> PathBuf {
-    let stem = input
+    let mut name = input
         .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
+        .map(OsStr::to_os_string)
         .unwrap_or_else(|| "image".into());
+    name.push(format!("_{style}.png"));
     let dir = out_dir.map(Path::to_path_buf).unwrap_or_else(|| {
         input
             .parent()
@@ -135,22 +169,7 @@ fn default_output(input: &Path, out_dir: Option<&Path>, style: &str) -> PathBuf 
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    dir.join(format!("{stem}_{style}.png"))
-}
-
-/// True when `a` and `b` name the same file (or would, once `b` exists).
-fn same_file(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| -> Option<PathBuf> {
-        if let Ok(c) = p.canonicalize() {
-            return Some(c);
-        }
-        let parent = p
-            .parent()
-            .filter(|q| !q.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        Some(parent.canonicalize().ok()?.join(p.file_name()?))
-    };
-    matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
+    dir.join(name)
 }
 
 fn stylize_one(
@@ -163,12 +182,6 @@ fn stylize_one(
     (index, count): (usize, usize),
 ) -> Result<(u32, u32), Error> {
     let format = OutputFormat::from_path(out)?;
-    if same_file(input, out) && !a.overwrite {
-        return Err(Error::image(
-            out,
-            "output would replace the input photo (pass --overwrite to allow it)",
-        ));
-    }
     if out.exists() && !a.overwrite {
         return Err(Error::image(
             out,

@@ -93,6 +93,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     pb.finish_and_clear();
     match result {
         Ok(r) => {
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
             eprintln!(
                 "{} frames in {:.1} s ({:.2} frames/s) → {}; flicker (output/input frame change): {:.3}",
                 r.frames,

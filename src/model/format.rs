@@ -189,7 +189,8 @@ impl StyleModel {
 /// Reads only the header of a model file: cheap enough for listing a gallery.
 pub fn read_meta(path: &Path) -> Result<ModelMeta> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::model(path, e))?;
+    check_native(path)?;
+    let mut f = fsutil::open_regular(path).map_err(|e| Error::model(path, e))?;
     let mut len = [0u8; 8];
     f.read_exact(&mut len)
         .map_err(|_| Error::model(path, "file is too short to be a model"))?;
@@ -249,6 +250,24 @@ pub fn painting_jpeg(painting: &image::RgbImage) -> Result<Vec<u8>> {
 /// Rewrites a model file's metadata (e.g. its display name) and leaves its tensors
 /// byte for byte as they were; the file is replaced atomically.
 pub fn update_meta(path: &Path, edit: impl FnOnce(&mut ModelMeta)) -> Result<ModelMeta> {
+    rewrite_meta(path, path, true, edit)
+}
+
+/// Copies a model file to `dest` (which must not exist) with edited metadata.
+pub fn update_meta_to(
+    src: &Path,
+    dest: &Path,
+    edit: impl FnOnce(&mut ModelMeta),
+) -> Result<ModelMeta> {
+    rewrite_meta(src, dest, false, edit)
+}
+
+fn rewrite_meta(
+    path: &Path,
+    dest: &Path,
+    overwrite: bool,
+    edit: impl FnOnce(&mut ModelMeta),
+) -> Result<ModelMeta> {
     let bytes = read_limited(path)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::model(path, format!("not a safetensors model file: {e}")))?;
@@ -265,19 +284,67 @@ pub fn update_meta(path: &Path, edit: impl FnOnce(&mut ModelMeta)) -> Result<Mod
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let out = safetensors::serialize(tensors, Some(kv))
         .map_err(|e| Error::model(path, format!("cannot serialise: {e}")))?;
-    fsutil::write_atomic(path, true, &out)?;
+    fsutil::write_atomic(dest, overwrite, &out)?;
     Ok(meta)
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    check_native(path)?;
     let md = std::fs::metadata(path).map_err(|e| Error::model(path, e))?;
-    if md.is_dir() {
-        return Err(Error::model(path, "is a folder, not a model file"));
-    }
     if md.len() > MAX_FILE_BYTES {
         return Err(Error::model(path, "file is too large to be a style model"));
     }
-    std::fs::read(path).map_err(|e| Error::model(path, e))
+    fsutil::read_regular(path).map_err(|e| Error::model(path, e))
+}
+
+/// Refuses, with the way forward, what is not a native model: the reference
+/// implementations' checkpoints are a common thing to pass to `--style`, and the
+/// safetensors parser would only say "header too large".
+pub fn check_native(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let convert = |what: &str| {
+        Error::model(
+            path,
+            format!(
+                "this is {what}, not an Atelier style; convert it with `atelier import {}`",
+                path.display()
+            ),
+        )
+    };
+    let md = std::fs::metadata(path).map_err(|e| Error::model(path, e))?;
+    if md.is_dir() {
+        if path.join("manifest.json").is_file() {
+            return Err(convert("a fast-style-transfer (TensorFlow) export"));
+        }
+        return Err(Error::model(path, "is a folder, not a model file"));
+    }
+    if !md.is_file() {
+        return Err(Error::model(
+            path,
+            "is a pipe, socket or device, not a model file",
+        ));
+    }
+    let mut head = [0u8; 4];
+    let n = fsutil::open_regular(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| Error::model(path, e))?;
+    // torch.save writes a zip archive (old versions a bare pickle, protocol 2: 0x80 0x02).
+    let pytorch_bytes =
+        head[..n].starts_with(b"PK\x03\x04") || head[..n].starts_with(&[0x80, 0x02]);
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if pytorch_bytes || matches!(ext.as_str(), "pth" | "pt" | "ckpt" | "model" | "bin") {
+        return Err(convert("a PyTorch checkpoint"));
+    }
+    if ext == "t7" {
+        return Err(Error::model(
+            path,
+            "this is a Lua Torch checkpoint; Atelier cannot read it (convert it to PyTorch, then `atelier import` it)",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_metadata(path: &Path, kv: &HashMap<String, String>) -> Result<ModelMeta> {

@@ -33,6 +33,12 @@ pub fn detect(src: &Path) -> Result<SourceKind> {
     if !src.exists() {
         return Err(Error::model(src, "no such file or folder"));
     }
+    if !src.is_file() {
+        return Err(Error::model(
+            src,
+            "is a pipe, socket or device, not a checkpoint file",
+        ));
+    }
     let ext = src
         .extension()
         .and_then(|e| e.to_str())
@@ -90,7 +96,10 @@ pub fn import(src: &Path, name: &str) -> Result<StyleModel> {
 }
 
 fn read_pytorch(src: &Path) -> Result<HashMap<String, Tensor>> {
+    // Opened by candle: make sure a FIFO swapped in since `detect` cannot block it.
+    crate::fsutil::open_regular(src).map_err(|e| Error::model(src, e))?;
     let tensors = candle_core::pickle::read_all(src).map_err(|e| {
+        let e = crate::error::without_backtrace(e);
         Error::model(
             src,
             format!("cannot read as a PyTorch state dict ({e}); only zip-format files written by torch.save are supported"),
@@ -159,7 +168,9 @@ fn fst_norm_name(conv: &str) -> String {
 fn read_fst_folder(dir: &Path) -> Result<HashMap<String, Tensor>> {
     let manifest_path = dir.join("manifest.json");
     let text =
-        std::fs::read_to_string(&manifest_path).map_err(|e| Error::model(&manifest_path, e))?;
+        crate::fsutil::read_regular(&manifest_path).map_err(|e| Error::model(&manifest_path, e))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| Error::model(&manifest_path, "bad manifest: not UTF-8 text"))?;
     let manifest: HashMap<String, ManifestEntry> = serde_json::from_str(&text)
         .map_err(|e| Error::model(&manifest_path, format!("bad manifest: {e}")))?;
     let layout = fst_layout();
@@ -187,7 +198,8 @@ fn read_fst_folder(dir: &Path) -> Result<HashMap<String, Tensor>> {
             ));
         }
         let path = dir.join(&entry.filename);
-        let bytes = std::fs::read(&path).map_err(|e| Error::model(&path, e))?;
+        // Each variable must be a regular file: a FIFO here would block the read forever.
+        let bytes = crate::fsutil::read_regular(&path).map_err(|e| Error::model(&path, e))?;
         let n: usize = entry.shape.iter().product();
         if bytes.len() != 4 * n {
             return Err(Error::model(

@@ -60,26 +60,75 @@ impl Registry {
     }
 
     /// A path to an existing file wins; otherwise a style name (case-insensitive),
-    /// matched against the display name and the file stem.
+    /// matched against the display name and the file stem. A name that several styles
+    /// answer to is refused with their paths: picking one would be a guess.
     pub fn resolve(&self, style: &str) -> Result<PathBuf> {
         let as_path = Path::new(style);
         if as_path.is_file() {
             return Ok(as_path.to_path_buf());
         }
+        if as_path.exists() {
+            // A folder (a TensorFlow export?) or a pipe: say what it is.
+            super::format::check_native(as_path)?;
+        }
         let (entries, _) = self.list();
         let wanted = style.to_lowercase();
-        entries
+        let mut found: Vec<PathBuf> = entries
             .into_iter()
-            .find(|e| {
+            .filter(|e| {
                 e.meta.name.to_lowercase() == wanted
                     || e.path
                         .file_stem()
                         .is_some_and(|s| s.to_string_lossy().to_lowercase() == wanted)
             })
             .map(|e| e.path)
-            .ok_or_else(|| Error::UnknownStyle {
+            .collect();
+        match found.len() {
+            0 => Err(Error::UnknownStyle {
                 name: style.to_string(),
+            }),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::AmbiguousStyle {
+                name: style.to_string(),
+                paths: found,
+            }),
+        }
+    }
+
+    /// Display names that more than one style has (case-insensitive), each with the
+    /// styles' files: `--style NAME` refuses these.
+    pub fn duplicate_names(entries: &[StyleEntry]) -> Vec<(String, Vec<PathBuf>)> {
+        let mut by_name: std::collections::BTreeMap<String, (String, Vec<PathBuf>)> =
+            Default::default();
+        for e in entries {
+            by_name
+                .entry(e.meta.name.to_lowercase())
+                .or_insert_with(|| (e.meta.name.clone(), Vec::new()))
+                .1
+                .push(e.path.clone());
+        }
+        by_name
+            .into_values()
+            .filter(|(_, paths)| paths.len() > 1)
+            .collect()
+    }
+
+    /// A file and display name for a new style called `name` that replace nothing:
+    /// `name`, else `name 2`, `name 3`… (no style has that name or file stem, bundled or the
+    /// user's, and no file is there).
+    pub fn free_user_model_path(&self, name: &str) -> (PathBuf, String) {
+        let base = name.trim();
+        (1..)
+            .map(|i| {
+                if i == 1 {
+                    base.to_string()
+                } else {
+                    format!("{base} {i}")
+                }
             })
+            .map(|n| (self.user_model_path(&n), n))
+            .find(|(p, n)| self.clashes(n).is_empty() && !p.exists())
+            .expect("some numbered name is free")
     }
 
     /// Where `atelier import` puts a new style called `name`.
@@ -142,27 +191,12 @@ impl Registry {
         Ok(dest)
     }
 
-    /// `name`, or the first of "name 2", "name 3", … that clashes with no style: what the app
-    /// installs under, so a drop or a finished training never replaces anything.
-    pub fn free_name(&self, name: &str) -> String {
-        let base = name.trim();
-        if self.clashes(base).is_empty() {
-            return base.to_string();
-        }
-        (2..)
-            .map(|i| format!("{base} {i}"))
-            .find(|n| self.clashes(n).is_empty())
-            .expect("some number is free")
-    }
-
-    /// Installs under [`Self::free_name`], writing that name into the model's metadata;
-    /// returns the path and the name used.
+    /// Installs a copy of `model` under [`Self::free_user_model_path`], with that name in its
+    /// metadata; returns the path and the name used. What the app does on a drop or a
+    /// finished training, so neither ever replaces a style.
     pub fn install_as_new(&self, model: &Path, name: &str) -> Result<(PathBuf, String)> {
-        let name = self.free_name(name);
-        let dest = self.user_model_path(&name);
-        let bytes = std::fs::read(model).map_err(|e| Error::model(model, e))?;
-        crate::fsutil::write_atomic(&dest, false, &bytes)?;
-        super::format::update_meta(&dest, |m| m.name = name.clone())?;
+        let (dest, name) = self.free_user_model_path(name);
+        super::format::update_meta_to(model, &dest, |m| m.name = name.clone())?;
         Ok((dest, name))
     }
 

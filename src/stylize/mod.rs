@@ -271,7 +271,7 @@ impl Stylizer {
             let acc = acc.ok_or_else(|| Error::Invalid("tiling produced no tiles".into()))?;
             stats.push(stats_to_tensors(&acc.finish(), &self.device, DType::F32)?);
         }
-        let mut out = RgbImage::new(w, h);
+        let mut out = crate::alloc::rgb_image(w, h, "the tiled result")?;
         for t in &tiles {
             hooks.check_cancel()?;
             let x = image_to_tensor(photo, t.x0, t.y0, t.x1, t.y1, &self.device)?;
@@ -312,7 +312,8 @@ pub fn image_to_tensor(
 ) -> Result<Tensor> {
     use rayon::prelude::*;
     let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
-    let mut planes = vec![0f32; 3 * w * h];
+    let mut planes =
+        crate::alloc::zeroed::<f32>(w.saturating_mul(h).saturating_mul(3), "the network's input")?;
     let (r, rest) = planes.split_at_mut(w * h);
     let (g, b) = rest.split_at_mut(w * h);
     // Rows in parallel: a 1080p video frame is 2 million pixels per call.

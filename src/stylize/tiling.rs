@@ -11,6 +11,11 @@
 
 use crate::model::layers::CoreRegion;
 
+/// The smallest tile core worth asking for: each tile also computes a 64-pixel halo on
+/// every side, so below this most of the work is thrown away (tiles of 8 pixels run
+/// hundreds of times slower than the whole image).
+pub const MIN_CORE: u32 = 128;
+
 /// One tile: the extent the network runs on and the core it contributes, in image pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tile {

@@ -1,6 +1,12 @@
 //! Atomic file writes: a crash, a full disk or Ctrl-C never leaves a half-written
 //! file under the final name, and existing files are never clobbered by accident.
 
+mod paths;
+mod pending;
+
+pub use paths::{file_id, open_regular, read_regular, resolved, same_file, FileId};
+pub use pending::{sweep_stale, PendingFile, STALE_AFTER, TEMP_PREFIX};
+
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -48,25 +54,20 @@ pub fn write_atomic_with(
     if !dir.is_dir() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx("cannot create folder"), e))?;
     }
-    let mut tmp = temp_file_in(dir, ".atelier-", ".part")
+    sweep_stale(dir);
+    let mut tmp = PendingFile::new_in(dir, ".part")
         .map_err(|e| Error::io(ctx("cannot create a temporary file"), e))?;
     {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        let mut w = std::io::BufWriter::new(tmp.file_mut());
         fill(&mut w).map_err(|e| Error::io(ctx("write failed"), e))?;
         w.flush().map_err(|e| Error::io(ctx("write failed"), e))?;
     }
-    tmp.as_file()
+    tmp.file()
         .sync_all()
         .map_err(|e| Error::io(ctx("write failed"), e))?;
-    if overwrite {
-        tmp.persist(path)
-            .map_err(|e| Error::io(ctx("cannot move the file into place"), e.error))?;
-    } else {
-        // persist_noclobber fails rather than replace a file that appeared meanwhile.
-        tmp.persist_noclobber(path)
-            .map_err(|e| Error::io(ctx("cannot move the file into place"), e.error))?;
-    }
-    Ok(())
+    // Without overwrite this fails rather than replace a file that appeared meanwhile.
+    tmp.persist(path, overwrite)
+        .map_err(|e| Error::io(ctx("cannot move the file into place"), e))
 }
 
 #[cfg(test)]
