@@ -10,6 +10,7 @@
 #   EVAL=1          evaluate every model (0: skip)
 #   SOLO=NAME       first train NAME alone, to time one run without neighbours
 #   DEADLINE=480    seconds after which unfinished trainings are stopped (eval and packing still run)
+#   TORCH=1         first time pytorch_reference.py (the PyTorch baseline) in the same call
 # Results in $OUT: results.jsonl (per run: seconds, iterations/s, eval scores), log.txt, the
 # models as models.tar.part-* (split under the device tool's 16 MiB per file) and
 # runs.tar (metrics.jsonl and config.json of each run).
@@ -44,13 +45,16 @@ train_one() {
     --out "$R/$name" --name "$name" --iterations "$ITERS" --no-install --preview-every 0 "$@" \
     > "$R/$name.log" 2>&1
   local rc=$? t1=$(date +%s.%N)
-  echo "$name $painting $rc $(echo "$t1 - $t0" | bc)" >> $R/times.txt
+  echo "$name $painting $rc $(awk "BEGIN{print $t1 - $t0}")" >> $R/times.txt
   tail -c 300 "$R/$name.log" | tr '\r' '\n' | tail -2 | sed "s/^/$name: /" >> "$LOG"
 }
 export -f train_one
 export A R ITERS LOG
 
 grep -v '^\s*#' "$JOBS" | grep -v '^\s*$' > $R/jobs.txt
+if [ "${TORCH:-0}" = 1 ]; then
+  python3 .gpu/pytorch_reference.py --vgg models/vgg16-imagenet-keras-conv1_1-conv5_3.f16.safetensors 2>&1 | tail -1 | tee "$OUT/pytorch.txt"
+fi
 T0=$(date +%s.%N)
 if [ -n "${SOLO:-}" ]; then
   line=$(grep "^$SOLO " $R/jobs.txt)
@@ -59,7 +63,7 @@ if [ -n "${SOLO:-}" ]; then
 fi
 timeout "${DEADLINE:-100000}" xargs -P "$PARALLEL" -L 1 bash -c 'train_one "$@"' _ < $R/jobs.txt
 T1=$(date +%s.%N)
-echo "all trainings: $(echo "$T1 - $T0" | bc) s" | tee -a "$LOG"
+echo "all trainings: $(awk "BEGIN{print $T1 - $T0}") s" | tee -a "$LOG"
 command -v nvidia-cuda-mps-control >/dev/null && echo quit | nvidia-cuda-mps-control 2>/dev/null
 
 # One JSON line per run: timing, final losses, eval scores.
@@ -72,6 +76,7 @@ while read -r name painting rc secs; do
   last=$(tail -1 "$R/$name/metrics.jsonl" 2>/dev/null)
   echo "{\"name\":\"$name\",\"painting\":\"$painting\",\"rc\":$rc,\"seconds\":$secs,\"last\":${last:-null},\"eval\":${ev:-null}}" >> "$OUT/results.jsonl"
 done < $R/times.txt
-(cd $R && tar cf - */*.safetensors --exclude='*/checkpoint.safetensors' | split -b 15M - "$OUT/models.tar.part-")
+# Finished models only (a checkpoint is 20 MB of f32 weights and Adam moments).
+(cd $R && ls */*.safetensors | grep -v '/checkpoint.safetensors$' | tar cf - -T - | split -b 15M - "$OUT/models.tar.part-")
 (cd $R && tar cf "$OUT/runs.tar" */metrics.jsonl */config.json *.log)
 ls -la $OUT | tee -a "$LOG"

@@ -26,12 +26,24 @@ pub const STYLE_LAYERS: [&str; 5] = ["relu1_1", "relu2_1", "relu3_1", "relu4_1",
 /// The layer of the content distance.
 pub const CONTENT_LAYER: &str = "relu4_2";
 
+/// Random directions the sliced Wasserstein distance projects features onto.
+const SWD_DIRECTIONS: usize = 64;
+/// Quantiles at which the projected distributions are compared.
+const SWD_QUANTILES: usize = 128;
+
+/// Turns a photo into a result (a model's restyling).
+pub type Restyle<'a> = &'a mut dyn FnMut(&RgbImage) -> Result<RgbImage>;
+
 /// One model's scores, averaged over the photos.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scores {
     pub style_distance: f64,
     /// Per layer of [`STYLE_LAYERS`].
     pub style_by_layer: Vec<f64>,
+    /// Sliced Wasserstein distance of the feature distributions (see [`sliced_wasserstein`]),
+    /// averaged over the layers.
+    pub texture_distance: f64,
+    pub texture_by_layer: Vec<f64>,
     pub content_distance: f64,
     pub photos: usize,
 }
@@ -53,6 +65,66 @@ fn moments(f: &Tensor) -> Result<Moments> {
     })
 }
 
+/// The quantile function of each row of `proj` (`K × N`) at [`SWD_QUANTILES`] points.
+fn row_quantiles(proj: Vec<f32>, n: usize) -> Vec<Vec<f32>> {
+    use rayon::prelude::*;
+    proj.par_chunks(n)
+        .map(|row| {
+            let mut r = row.to_vec();
+            r.sort_unstable_by(|a, b| a.total_cmp(b));
+            (0..SWD_QUANTILES)
+                .map(|q| {
+                    let pos = (q as f64 + 0.5) / SWD_QUANTILES as f64 * (n - 1) as f64;
+                    let (i, f) = (pos.floor() as usize, (pos - pos.floor()) as f32);
+                    r[i] * (1.0 - f) + r[(i + 1).min(n - 1)] * f
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Quantiles of `f`'s features (`(1, C, H, W)`) projected on `dirs` (`(K, C)`).
+fn projected_quantiles(f: &Tensor, dirs: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let (_, c, h, w) = f.dims4()?;
+    let proj = dirs.matmul(&f.reshape((c, h * w))?.to_dtype(DType::F32)?)?;
+    Ok(row_quantiles(proj.flatten_all()?.to_vec1()?, h * w))
+}
+
+/// Sliced Wasserstein distance (squared, relative) between two feature distributions given by
+/// their projected quantiles: it compares the whole distribution of features along random
+/// directions, so flat patches of the painting's colours score badly where the painting has
+/// edges and strokes, which channel means and deviations alone cannot see.
+fn sliced_wasserstein(y: &[Vec<f32>], p: &[Vec<f32>]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (qy, qp) in y.iter().zip(p) {
+        let mean = qp.iter().map(|&v| v as f64).sum::<f64>() / qp.len() as f64;
+        for (a, b) in qy.iter().zip(qp) {
+            num += (*a as f64 - *b as f64).powi(2);
+            den += (*b as f64 - mean).powi(2);
+        }
+    }
+    num / den.max(1e-12)
+}
+
+/// Fixed random unit directions for a layer of `c` channels (the same for every model).
+fn directions(c: usize, device: &Device) -> Result<Tensor> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(c as u64);
+    let mut v = Vec::with_capacity(SWD_DIRECTIONS * c);
+    for _ in 0..SWD_DIRECTIONS {
+        let row: Vec<f32> = (0..c)
+            .map(|_| {
+                // Box-Muller: Gaussian coordinates give uniformly distributed directions.
+                let (u1, u2): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
+                (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+            })
+            .collect();
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.extend(row.iter().map(|x| x / norm));
+    }
+    Ok(Tensor::from_vec(v, (SWD_DIRECTIONS, c), device)?)
+}
+
 fn moment_distance(y: &Moments, p: &Moments) -> f64 {
     let sq = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
     let norm = sq(&p.mean, &vec![0.0; p.mean.len()]) + sq(&p.std, &vec![0.0; p.std.len()]);
@@ -66,6 +138,8 @@ pub struct Evaluator {
     style_taps: Vec<Tap>,
     content_tap: Tap,
     painting: Vec<Moments>,
+    dirs: Vec<Tensor>,
+    painting_quantiles: Vec<Vec<Vec<f32>>>,
 }
 
 impl Evaluator {
@@ -78,10 +152,16 @@ impl Evaluator {
             .collect::<Result<Vec<_>>>()?;
         let content_tap = vgg.tap(CONTENT_LAYER)?;
         let t = to_tensor(painting, device)?;
-        let painting = vgg
-            .features_at(&t, &style_taps)?
+        let features = vgg.features_at(&t, &style_taps)?;
+        let painting = features.iter().map(moments).collect::<Result<_>>()?;
+        let dirs = features
             .iter()
-            .map(moments)
+            .map(|f| directions(f.dim(1)?, device))
+            .collect::<Result<Vec<_>>>()?;
+        let painting_quantiles = features
+            .iter()
+            .zip(&dirs)
+            .map(|(f, d)| projected_quantiles(f, d))
             .collect::<Result<_>>()?;
         Ok(Self {
             vgg,
@@ -89,11 +169,14 @@ impl Evaluator {
             style_taps,
             content_tap,
             painting,
+            dirs,
+            painting_quantiles,
         })
     }
 
-    /// `(style distance per layer, content distance)` of `result` restyled from `photo`.
-    pub fn score(&self, photo: &RgbImage, result: &RgbImage) -> Result<(Vec<f64>, f64)> {
+    /// `(style distance per layer, texture distance per layer, content distance)` of
+    /// `result` restyled from `photo`.
+    pub fn score(&self, photo: &RgbImage, result: &RgbImage) -> Result<(Vec<f64>, Vec<f64>, f64)> {
         if photo.dimensions() != result.dimensions() {
             return Err(Error::Invalid(format!(
                 "the result is {}×{} but the photo {}×{}",
@@ -117,36 +200,49 @@ impl Evaluator {
             .zip(&self.painting)
             .map(|(f, p)| Ok(moment_distance(&moments(f)?, p)))
             .collect::<Result<Vec<f64>>>()?;
+        let texture = fy[..self.style_taps.len()]
+            .iter()
+            .zip(&self.dirs)
+            .zip(&self.painting_quantiles)
+            .map(|((f, d), p)| Ok(sliced_wasserstein(&projected_quantiles(f, d)?, p)))
+            .collect::<Result<Vec<f64>>>()?;
         let fyc = &fy[self.style_taps.len()];
         let num = fyc.sub(&fx)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
         let den = fx.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        Ok((style, num / den.max(1e-12)))
+        Ok((style, texture, num / den.max(1e-12)))
     }
 
     /// Scores over `photos` of `restyle` (None: the photos themselves).
     pub fn evaluate(
         &self,
         photos: &[RgbImage],
-        mut restyle: Option<&mut dyn FnMut(&RgbImage) -> Result<RgbImage>>,
+        mut restyle: Option<Restyle>,
     ) -> Result<Scores> {
         let mut by_layer = vec![0f64; STYLE_LAYERS.len()];
+        let mut tex_by_layer = vec![0f64; STYLE_LAYERS.len()];
         let mut content = 0f64;
         for p in photos {
             let y = match restyle.as_mut() {
                 Some(f) => f(p)?,
                 None => p.clone(),
             };
-            let (s, c) = self.score(p, &y)?;
+            let (s, t, c) = self.score(p, &y)?;
             for (acc, v) in by_layer.iter_mut().zip(s) {
+                *acc += v;
+            }
+            for (acc, v) in tex_by_layer.iter_mut().zip(t) {
                 *acc += v;
             }
             content += c;
         }
         let n = photos.len().max(1) as f64;
         let by_layer: Vec<f64> = by_layer.into_iter().map(|v| v / n).collect();
+        let tex_by_layer: Vec<f64> = tex_by_layer.into_iter().map(|v| v / n).collect();
         Ok(Scores {
             style_distance: by_layer.iter().sum::<f64>() / by_layer.len() as f64,
             style_by_layer: by_layer,
+            texture_distance: tex_by_layer.iter().sum::<f64>() / tex_by_layer.len() as f64,
+            texture_by_layer: tex_by_layer,
             content_distance: content / n,
             photos: photos.len(),
         })

@@ -130,9 +130,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 fn header() {
     println!(
-        "{:<32} {:>8} {:>8}   {}",
+        "{:<32} {:>8} {:>8} {:>8}   {}",
         "MODEL",
         "STYLE",
+        "TEXTURE",
         "CONTENT",
         eval::STYLE_LAYERS
             .iter()
@@ -144,9 +145,10 @@ fn header() {
 
 fn line(name: &str, s: &Scores) {
     println!(
-        "{:<32} {:>8.4} {:>8.4}   {}",
+        "{:<32} {:>8.4} {:>8.4} {:>8.4}   {}",
         name,
         s.style_distance,
+        s.texture_distance,
         s.content_distance,
         s.style_by_layer
             .iter()
@@ -162,6 +164,9 @@ fn row(painting: &Path, model: Option<&PathBuf>, s: &Scores) -> serde_json::Valu
         "painting": painting,
         "style_distance": s.style_distance,
         "content_distance": s.content_distance,
+        "texture_distance": s.texture_distance,
+        "texture_by_layer": eval::STYLE_LAYERS.iter().zip(&s.texture_by_layer)
+            .map(|(l, v)| (l.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "style_by_layer": eval::STYLE_LAYERS.iter().zip(&s.style_by_layer)
             .map(|(l, v)| (l.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "photos": s.photos,

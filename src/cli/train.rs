@@ -44,7 +44,7 @@ pub struct Args {
     /// (Expert) Comma-separated style layers (default relu1_2,relu2_2,relu3_3,relu4_3,relu5_3).
     #[arg(long, value_delimiter = ',')]
     style_layers: Option<Vec<String>>,
-    /// Smoothness: penalises pixel-scale noise relative to the photo's own (default 0).
+    /// Smoothness: penalises pixel-scale noise relative to the photo's own (default 0.2).
     #[arg(long)]
     tv_weight: Option<f64>,
     /// Default 1e-3.

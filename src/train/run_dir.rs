@@ -63,9 +63,7 @@ impl RunDir {
                     )));
                 }
                 // What an unfinished start left: a config, perhaps a few metrics.
-                for stale in ["metrics.jsonl"] {
-                    let _ = std::fs::remove_file(root.join(stale));
-                }
+                let _ = std::fs::remove_file(root.join("metrics.jsonl"));
             }
             let json = serde_json::to_vec_pretty(cfg)
                 .map_err(|e| Error::Invalid(format!("cannot record the run's settings: {e}")))?;

@@ -1,0 +1,103 @@
+//! `atelier eval`: distances that behave as their names say, and the command as a user runs it.
+
+mod common;
+
+use atelier::eval::Evaluator;
+use atelier::train::vgg::Vgg16;
+use candle_core::Device;
+use image::RgbImage;
+use std::process::Command;
+
+fn stripes(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        if (x / 3 + y / 5) % 2 == 0 {
+            image::Rgb([230, 40, 20])
+        } else {
+            image::Rgb([20, 30, 200])
+        }
+    })
+}
+
+#[test]
+fn distances_measure_closeness_to_the_painting_and_to_the_photo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vgg = Vgg16::load(&common::tiny_vgg(tmp.path()), &Device::Cpu).unwrap();
+    let painting = stripes(64, 48);
+    let ev = Evaluator::new(vgg, &painting, &Device::Cpu).unwrap();
+    let photo = common::photo(48, 40);
+
+    // The photo itself keeps everything and is far from the painting.
+    let (style_photo, tex_photo, content_photo) = ev.score(&photo, &photo).unwrap();
+    assert_eq!(content_photo, 0.0);
+    // A "result" made of the painting's own texture is much closer to it, and far from the photo.
+    let painted = stripes(48, 40);
+    let (style_p, tex_p, content_p) = ev.score(&photo, &painted).unwrap();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&style_p) < 0.2 * mean(&style_photo),
+        "{style_p:?} vs {style_photo:?}"
+    );
+    assert!(
+        mean(&tex_p) < 0.2 * mean(&tex_photo),
+        "{tex_p:?} vs {tex_photo:?}"
+    );
+    assert!(content_p > 0.1, "{content_p}");
+    // Halfway between the two is in between on both.
+    let half = RgbImage::from_fn(48, 40, |x, y| {
+        let (a, b) = (photo.get_pixel(x, y).0, painted.get_pixel(x, y).0);
+        image::Rgb([0, 1, 2].map(|c| ((a[c] as u16 + b[c] as u16) / 2) as u8))
+    });
+    let (style_h, _, content_h) = ev.score(&photo, &half).unwrap();
+    assert!(mean(&style_h) < mean(&style_photo) && mean(&style_h) > mean(&style_p));
+    assert!(content_h > 0.0 && content_h < content_p);
+    // Mismatched sizes are an error, not a silent crop.
+    assert!(ev.score(&photo, &stripes(10, 10)).is_err());
+}
+
+#[test]
+fn the_command_reports_the_photos_and_each_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for i in 0..3u32 {
+        common::photo(40 + 4 * i, 36)
+            .save(photos.join(format!("p{i}.png")))
+            .unwrap();
+    }
+    let painting = tmp.path().join("painting.png");
+    stripes(80, 60).save(&painting).unwrap();
+    let model = common::model_file(tmp.path(), atelier::model::Variant::Johnson, "random");
+    let out = Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .env("ATELIER_DATA_DIR", tmp.path().join("data"))
+        .args(["eval", "--json", "--device", "cpu", "--photos"])
+        .arg(&photos)
+        .arg("--painting")
+        .arg(&painting)
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 2, "the photos themselves, then the model");
+    assert!(rows[0]["model"].is_null());
+    assert_eq!(rows[0]["content_distance"], 0.0);
+    assert_eq!(rows[1]["photos"], 3);
+    for k in ["style_distance", "texture_distance", "content_distance"] {
+        let v = rows[1][k].as_f64().unwrap();
+        assert!(v.is_finite() && v > 0.0, "{k} = {v}");
+    }
+    // Without a painting to compare with, a clear message.
+    let out = Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .env("ATELIER_DATA_DIR", tmp.path().join("data"))
+        .args(["eval", "--device", "cpu", "--photos"])
+        .arg(&photos)
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--painting"));
+}
