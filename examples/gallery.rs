@@ -99,7 +99,14 @@ fn meta(models: &[PathBuf], dir: &Path, card: &str) -> Result<()> {
         let mut model = StyleModel::load(m)?;
         model.painting_jpg = Some(painting_jpeg(&atelier::image_io::load_rgb(&file)?)?);
         model.save(m, true, true)?;
-        println!("{}: {} — {}, {}, {}", m.display(), p.name, p.title, p.artist, p.year);
+        println!(
+            "{}: {} — {}, {}, {}",
+            m.display(),
+            p.name,
+            p.title,
+            p.artist,
+            p.year
+        );
     }
     Ok(())
 }
@@ -116,7 +123,12 @@ fn example_photos() -> Result<Vec<RgbImage>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/examples");
     ["astronaut.png", "chelsea.png", "coffee.png"]
         .iter()
-        .map(|n| Ok(fit_height(&atelier::image_io::load_rgb(&root.join(n))?, CELL)))
+        .map(|n| {
+            Ok(fit_height(
+                &atelier::image_io::load_rgb(&root.join(n))?,
+                CELL,
+            ))
+        })
         .collect()
 }
 
@@ -180,7 +192,11 @@ fn sheet(models: &[PathBuf], out: &Path, rows: Option<usize>) -> Result<()> {
     let per = rows.unwrap_or(all.len()).max(1);
     if per >= all.len() {
         let mut with_photos = vec![{
-            let mut r = vec![RgbImage::from_pixel(CELL, CELL, image::Rgb([255, 255, 255]))];
+            let mut r = vec![RgbImage::from_pixel(
+                CELL,
+                CELL,
+                image::Rgb([255, 255, 255]),
+            )];
             r.extend(photos.iter().cloned());
             r
         }];
