@@ -16,8 +16,10 @@ pub fn zeroed<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
 }
 
 /// Checks that `bytes` can be allocated right now, for buffers that a library (the image
-/// decoders, candle) allocates itself. The allocator keeps freed blocks mapped (see
-/// `main.rs`), so the library's allocation reuses what the probe proved available.
+/// decoders, candle) allocates itself. The probe goes through the global allocator, which
+/// serves the library's allocation from the same space afterwards. (Under an address-space
+/// limit `main.rs` lets it give freed memory back; with freed memory kept mapped, the probe
+/// itself would hold on to the space it proved free.)
 pub fn ensure(bytes: u64, what: &str) -> Result<()> {
     let n = usize::try_from(bytes).map_err(|_| out_of_memory(what, bytes as usize))?;
     let mut probe: Vec<u8> = Vec::new();

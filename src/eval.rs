@@ -213,11 +213,7 @@ impl Evaluator {
     }
 
     /// Scores over `photos` of `restyle` (None: the photos themselves).
-    pub fn evaluate(
-        &self,
-        photos: &[RgbImage],
-        mut restyle: Option<Restyle>,
-    ) -> Result<Scores> {
+    pub fn evaluate(&self, photos: &[RgbImage], mut restyle: Option<Restyle>) -> Result<Scores> {
         let mut by_layer = vec![0f64; STYLE_LAYERS.len()];
         let mut tex_by_layer = vec![0f64; STYLE_LAYERS.len()];
         let mut content = 0f64;

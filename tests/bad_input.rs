@@ -219,3 +219,44 @@ fn bad_checkpoints_fail_to_import_with_a_reason() {
     std::fs::write(&t7, b"x").unwrap();
     assert!(err_of(atelier::model::import::import(&t7, "x")).contains(".t7"));
 }
+
+/// Under an address-space limit (`ulimit -v`) a photo whose whole-image pass would not fit is
+/// stylised in tiles instead of aborting the process in the middle of candle (issue 13,
+/// item 6); a pass that cannot fit even in tiles is a clear error, never a signal.
+#[cfg(unix)]
+#[test]
+fn a_memory_limit_is_met_by_tiling_not_an_abort() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let photo = tmp.path().join("big.png");
+    common::photo(1200, 1200).save(&photo).unwrap();
+    let model = common::model_file(tmp.path(), Variant::Johnson, "style");
+    let run = |limit_kb: u32, extra: &str| {
+        let out = tmp.path().join(format!("out-{limit_kb}{extra}.png"));
+        let cmd = format!(
+            "ulimit -v {limit_kb} && exec \"$0\" stylize \"$1\" --style \"$2\" -o \"$3\" --device cpu {extra}"
+        );
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .arg(env!("CARGO_BIN_EXE_atelier"))
+            .arg(&photo)
+            .arg(&model)
+            .arg(&out)
+            .env("ATELIER_DATA_DIR", tmp.path().join("data"))
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    // 1.2 GB: the whole-image pass needs about 2 GB of address space, tiles fit.
+    let (o, out) = run(1_200_000, "");
+    assert_eq!(o.status.signal(), None, "{o:?}");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(load_rgb(&out).unwrap().dimensions(), (1200, 1200));
+    // The same limit with tiling switched off: an error that says so, not an abort.
+    let (o, _) = run(1_200_000, "--tile 0");
+    assert_eq!(o.status.signal(), None, "{o:?}");
+    assert!(!o.status.success());
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert!(msg.contains("not enough memory"), "{msg}");
+}

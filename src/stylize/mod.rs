@@ -13,6 +13,18 @@ use image::RgbImage;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Peak memory of one CPU pass per input pixel: measured 590 MB at 1000² and 2.58 GB at
+/// 2000² (peak RSS of `atelier stylize`), i.e. about 620 bytes a pixel, plus a margin.
+const CPU_PASS_BYTES_PER_PIXEL: u64 = 750;
+const CPU_PASS_FIXED_BYTES: u64 = 128 << 20;
+
+/// Tile cores to try, largest first, below `from`.
+fn smaller_tiles(from: u32) -> impl Iterator<Item = u32> {
+    [1024u32, 768, 512, 384, 256, 192, 128]
+        .into_iter()
+        .filter(move |&c| c < from)
+}
+
 /// How to split an image for bounded memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Tiling {
@@ -206,9 +218,51 @@ impl Stylizer {
                 (u64::from(w) * u64::from(h) > budget).then_some(core)
             }
         };
+        let core = self.fit_in_memory(w, h, core, tiling == Tiling::Auto)?;
         match core {
             Some(core) if w > core || h > core => self.run_tiled(photo, core, hooks),
             _ => self.run_whole(photo, hooks),
+        }
+    }
+
+    /// On the CPU, where a failed allocation inside candle aborts the whole process (and the
+    /// rest of a batch with it), checks before the pass that its working memory can be had:
+    /// whole-image passes that do not fit fall back to tiles (`auto` only) and tiles shrink
+    /// until one fits; what cannot fit at all is an [`Error::OutOfMemory`]. The check only
+    /// reserves address space, so it costs nothing when memory is plentiful.
+    fn fit_in_memory(&self, w: u32, h: u32, core: Option<u32>, auto: bool) -> Result<Option<u32>> {
+        if !self.device.is_cpu() {
+            return Ok(core);
+        }
+        let halo = self.net.variant().receptive_radius() as u32;
+        // Address space, not resident memory, is what runs out under `ulimit -v`: the allocator
+        // keeps what a pass frees mapped for the next (main.rs) and maps 32 MB segments per
+        // thread, so a pass gets twice its measured resident peak.
+        let pass = |pw: u32, ph: u32, passes: u64| -> Result<()> {
+            let px = u64::from(pw) * u64::from(ph);
+            crate::alloc::ensure(
+                passes * px * CPU_PASS_BYTES_PER_PIXEL + CPU_PASS_FIXED_BYTES,
+                &format!("the network's working memory for a {pw}×{ph} pass"),
+            )
+        };
+        let tile = |c: u32| pass((c + 2 * halo).min(w), (c + 2 * halo).min(h), 2);
+        match core {
+            Some(c) if w > c || h > c => match tile(c) {
+                Ok(()) => Ok(Some(c)),
+                Err(e) if auto => smaller_tiles(c)
+                    .find(|&c| tile(c).is_ok())
+                    .map(Some)
+                    .ok_or(e),
+                Err(e) => Err(e),
+            },
+            _ => match pass(w, h, 2) {
+                Ok(()) => Ok(core),
+                Err(e) if auto => smaller_tiles(w.max(h))
+                    .find(|&c| tile(c).is_ok())
+                    .map(Some)
+                    .ok_or(e),
+                Err(e) => Err(e),
+            },
         }
     }
 
