@@ -5,7 +5,8 @@
 #   bash .gpu/gpu_train_many.sh JOBS
 # JOBS: one run per line, `NAME PAINTING [atelier train arguments...]`, PAINTING a file in
 # .gpu/styles/ (e.g. `wave_s10 wave.jpg --strength 10`); `#` starts a comment.
-#   PARALLEL=6      trainings sharing the GPU at once (one batch-4 run leaves most of an H100 idle)
+#   PARALLEL=1      trainings sharing the GPU at once (measured: the step is GPU-bound, and eight at
+#                   once under MPS trained slower in total than one alone; docs/benchmarks.md)
 #   ITERS=3000      iterations per run
 #   EVAL=1          evaluate every model (0: skip)
 #   SOLO=NAME       first train NAME alone, to time one run without neighbours
@@ -23,14 +24,14 @@ export ATELIER_DATA_DIR=/tmp/atelier-data
 A=/tmp/atelier
 xz -dc .gpu/atelier.xz > $A && chmod +x $A
 ITERS=${ITERS:-3000}
-PARALLEL=${PARALLEL:-6}
+PARALLEL=${PARALLEL:-1}
 R=/tmp/runs
 rm -rf $R && mkdir -p $R
 LOG=$OUT/log.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$LOG"
 nproc | sed 's/^/cpus: /' | tee -a "$LOG"
-# MPS lets the kernels of several processes run side by side instead of time-sliced.
-if command -v nvidia-cuda-mps-control >/dev/null && [ "${MPS:-1}" = 1 ]; then
+# MPS=1: let the kernels of several processes run side by side instead of time-sliced.
+if command -v nvidia-cuda-mps-control >/dev/null && [ "${MPS:-0}" = 1 ]; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
   mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
   nvidia-cuda-mps-control -d && echo "mps: on" | tee -a "$LOG"
