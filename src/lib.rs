@@ -8,6 +8,7 @@ pub mod bench;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod formats;
 pub mod fsutil;
 pub mod image_io;
 pub mod lossless_path;

@@ -152,16 +152,6 @@ pub fn frame_at(input: &Path, t_s: f64, max_side: Option<u32>) -> Result<RgbImag
     })
 }
 
-/// Whether a path looks like a video (by extension), for routing opened files.
-pub fn is_video_path(p: &Path) -> bool {
-    p.extension().is_some_and(|e| {
-        matches!(
-            e.to_string_lossy().to_lowercase().as_str(),
-            "mp4" | "mov" | "mkv" | "webm" | "avi" | "m4v" | "mpg" | "mpeg" | "wmv" | "flv"
-        )
-    })
-}
-
 /// Output size: fits `max_side`, both sides even (yuv420p needs it).
 pub fn output_size(w: u32, h: u32, max_side: Option<u32>) -> (u32, u32) {
     let (w, h) = match max_side {

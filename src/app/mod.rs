@@ -18,7 +18,7 @@ use document::Document;
 use gallery::{GalleryAction, GalleryPanel};
 use image::RgbImage;
 use settings::Settings;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use training::{TrainingOutcome, TrainingPanel};
@@ -192,7 +192,7 @@ impl AtelierApp {
     pub fn open_path(&mut self, path: PathBuf) {
         let tx = self.jobs_tx.clone();
         self.notice = Some(Notice::Info(format!("Opening {}…", path.display())));
-        if crate::video::is_video_path(&path) {
+        if crate::formats::kind_of(&path) == crate::formats::Kind::Video {
             std::thread::spawn(move || {
                 let r = crate::video::probe(&path).map_err(|e| e.to_string());
                 let _ = tx.send(JobResult::VideoOpened(path, r));
@@ -394,14 +394,6 @@ impl AtelierApp {
         });
     }
 
-    fn is_model_path(p: &Path) -> bool {
-        p.is_dir()
-            || p.extension().is_some_and(|e| {
-                let e = e.to_string_lossy().to_lowercase();
-                e == "safetensors" || e == "pth" || e == "model" || e == "pt"
-            })
-    }
-
     fn handle_dropped(&mut self, ctx: &egui::Context) {
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -416,9 +408,10 @@ impl AtelierApp {
         }
     }
 
-    /// A dropped path: a model becomes a style, anything else is opened as a photo.
+    /// A dropped path: a model becomes a style (or is refused with a reason), anything
+    /// else is opened as a photo or video.
     pub fn open_dropped(&mut self, p: PathBuf) {
-        if !Self::is_model_path(&p) {
+        if crate::formats::kind_of(&p) != crate::formats::Kind::Model {
             self.open_path(p);
             return;
         }
@@ -466,19 +459,16 @@ impl AtelierApp {
     }
 
     pub fn open_dialog(&mut self) {
+        use crate::formats::{IMAGE_EXTENSIONS, VIDEO_EXTENSIONS};
+        let both: Vec<&str> = IMAGE_EXTENSIONS
+            .iter()
+            .chain(VIDEO_EXTENSIONS)
+            .copied()
+            .collect();
         let mut d = rfd::FileDialog::new()
-            .add_filter(
-                "Images and videos",
-                &[
-                    "jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "mp4", "mov", "mkv",
-                    "webm", "avi", "m4v",
-                ],
-            )
-            .add_filter(
-                "Images",
-                &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
-            )
-            .add_filter("Videos", &["mp4", "mov", "mkv", "webm", "avi", "m4v"]);
+            .add_filter("Images and videos", &both)
+            .add_filter("Images", IMAGE_EXTENSIONS)
+            .add_filter("Videos", VIDEO_EXTENSIONS);
         if let Some(dir) = &self.settings.last_dir {
             d = d.set_directory(dir);
         }
@@ -696,7 +686,7 @@ impl AtelierApp {
                 },
                 GalleryAction::ImportFiles => {
                     if let Some(p) = rfd::FileDialog::new()
-                        .add_filter("Models", &["pth", "model", "pt", "safetensors"])
+                        .add_filter("Models", crate::formats::MODEL_EXTENSIONS)
                         .pick_file()
                     {
                         self.import_model(p);

@@ -261,7 +261,7 @@ impl TrainingPanel {
                         .labelled_by(l.id);
                     if ui.button("…").on_hover_text("Choose the painting").clicked() {
                         if let Some(p) = rfd::FileDialog::new()
-                            .add_filter("Images", &["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"])
+                            .add_filter("Images", crate::formats::IMAGE_EXTENSIONS)
                             .pick_file()
                         {
                             self.style_image = p.display().to_string();

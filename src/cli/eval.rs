@@ -45,7 +45,7 @@ fn painting_for(a: &Args, model: &Path) -> anyhow::Result<PathBuf> {
         .as_ref()
         .context("say which painting to compare with: --painting FILE or --paintings DIR")?;
     let stem = model.file_stem().unwrap_or_default();
-    ["jpg", "jpeg", "png", "webp"]
+    atelier::formats::IMAGE_EXTENSIONS
         .iter()
         .map(|e| dir.join(stem).with_extension(e))
         .find(|p| p.is_file())

@@ -328,17 +328,12 @@ pub fn check_native(path: &Path) -> Result<()> {
     let n = fsutil::open_regular(path)
         .and_then(|mut f| f.read(&mut head))
         .map_err(|e| Error::model(path, e))?;
-    // torch.save writes a zip archive (old versions a bare pickle, protocol 2: 0x80 0x02).
-    let pytorch_bytes =
-        head[..n].starts_with(b"PK\x03\x04") || head[..n].starts_with(&[0x80, 0x02]);
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    if pytorch_bytes || matches!(ext.as_str(), "pth" | "pt" | "ckpt" | "model" | "bin") {
+    let pytorch_bytes = crate::formats::is_torch_save(&head[..n]);
+    let ext = crate::formats::extension(path);
+    if pytorch_bytes || crate::formats::PYTORCH_EXTENSIONS.contains(&ext.as_str()) {
         return Err(convert("a PyTorch checkpoint"));
     }
-    if ext == "t7" {
+    if ext == crate::formats::LUA_TORCH_EXTENSION {
         return Err(Error::model(
             path,
             "this is a Lua Torch checkpoint; Atelier cannot read it (convert it to PyTorch, then `atelier import` it)",

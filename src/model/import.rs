@@ -39,15 +39,13 @@ pub fn detect(src: &Path) -> Result<SourceKind> {
             "is a pipe, socket or device, not a checkpoint file",
         ));
     }
-    let ext = src
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    match ext.as_str() {
-        "safetensors" => Ok(SourceKind::Native),
-        "pth" | "pt" | "model" | "ckpt" | "bin" => Ok(SourceKind::PyTorch),
-        "t7" => Err(Error::model(
+    use crate::formats::{
+        extension, LUA_TORCH_EXTENSION, NATIVE_MODEL_EXTENSION, PYTORCH_EXTENSIONS,
+    };
+    match extension(src).as_str() {
+        e if e == NATIVE_MODEL_EXTENSION => Ok(SourceKind::Native),
+        e if PYTORCH_EXTENSIONS.contains(&e) => Ok(SourceKind::PyTorch),
+        e if e == LUA_TORCH_EXTENSION => Err(Error::model(
             src,
             "Lua Torch .t7 checkpoints are not supported; convert to PyTorch first",
         )),

@@ -15,15 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-const EXTENSIONS: [&str; 9] = [
-    "jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif", "jfif",
-];
-
 /// Whether `p` is named like a photo (by extension, any case).
 pub fn has_image_extension(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    crate::formats::has_extension(p, crate::formats::IMAGE_EXTENSIONS)
 }
 
 /// Where the loader is in the data: the next sample is `order(epoch)[index]`.
