@@ -11,6 +11,7 @@ pub mod eval;
 pub mod formats;
 pub mod fsutil;
 pub mod image_io;
+pub mod install;
 pub mod lossless_path;
 pub mod model;
 pub mod output_plan;

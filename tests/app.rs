@@ -204,6 +204,45 @@ fn a_corrupt_file_shows_a_message_and_the_app_keeps_working() {
 }
 
 #[test]
+fn a_dropped_checkpoint_is_never_opened_as_a_photo() {
+    let e = env();
+    let mut h = harness(&e);
+    let photo = write_photo(&e.root, 40, 30);
+    drop_file(&mut h, &photo);
+    run_until(&mut h, "the photo", Duration::from_secs(20), |a| {
+        a.doc.is_some()
+    });
+    let styles_before = std::fs::read_dir(&e.styles).unwrap().count();
+    // fast-style-transfer's TensorFlow checkpoints (one file, or the parts of a newer
+    // one) and a Lua Torch file: each a model the app cannot read, said so by name.
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("udnie.ckpt", b"\x00\x00\x00\x00tf", "TensorFlow checkpoint"),
+        ("fns.ckpt.index", b"\x00tf index", "TensorFlow checkpoint"),
+        ("old.t7", b"\x04\x00\x00\x00", "Lua Torch"),
+    ];
+    for (name, bytes, why) in cases {
+        let p = e.root.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        drop_file(&mut h, &p);
+        run_until(
+            &mut h,
+            "the refusal",
+            Duration::from_secs(20),
+            |a| matches!(&a.notice, Some(Notice::Error(m)) if m.contains(name)),
+        );
+        let Some(Notice::Error(msg)) = h.state().notice.clone() else {
+            unreachable!()
+        };
+        assert!(msg.contains("Import failed") && msg.contains(why), "{msg}");
+        h.get_by_label_contains(why);
+        // The photo stays open and no style was added.
+        assert_eq!(h.state().doc.as_ref().unwrap().name, "photo.png");
+        assert_eq!(std::fs::read_dir(&e.styles).unwrap().count(), styles_before);
+        assert_eq!(h.state().gallery.entries.len(), 1);
+    }
+}
+
+#[test]
 fn saving_writes_the_blended_result_and_never_the_opened_photo() {
     let e = env();
     let mut h = harness(&e);

@@ -243,6 +243,21 @@ fn import_never_replaces_its_own_source() {
     failed(&r);
 }
 
+#[test]
+fn a_tensorflow_checkpoint_is_refused_with_the_way_forward() {
+    let k = case();
+    // fast-style-transfer publishes its styles as TensorFlow `.ckpt` files, which are not
+    // torch.save zips: they must not be unpickled as one.
+    let ckpt = k.dir.join("udnie.ckpt");
+    std::fs::write(&ckpt, b"\x00\x00\x00\x00 a tensorflow checkpoint").unwrap();
+    let r = k.check(
+        k.cmd().arg("import").arg(&ckpt),
+        &["udnie.ckpt", "TensorFlow checkpoint", "manifest.json"],
+    );
+    failed(&r);
+    assert!(!k.dir.join("data/styles").exists());
+}
+
 #[cfg(unix)]
 #[test]
 fn a_file_name_that_is_not_utf8_is_processed_with_the_rest_of_the_batch() {

@@ -368,29 +368,22 @@ impl AtelierApp {
         }
     }
 
-    /// Converts a dropped or chosen model (file or fast-style-transfer folder) into a
-    /// user style, off the UI thread.
+    /// Adds a dropped or chosen model (file or fast-style-transfer folder) to the user's
+    /// styles under a name no style has, off the UI thread.
     pub fn import_model(&mut self, src: PathBuf) {
         let tx = self.jobs_tx.clone();
         let registry = self.gallery.registry.clone();
         self.notice = Some(Notice::Info(format!("Importing {}…", src.display())));
         std::thread::spawn(move || {
-            let r = (|| -> crate::Result<(PathBuf, String)> {
-                let name = src
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "imported".into());
-                let mut model = crate::model::import::import(&src, &name)?;
-                if let Ok(s) = crate::stylize::Stylizer::new(&model, &candle_core::Device::Cpu) {
-                    model.thumbnail_png = crate::stylize::thumbnail::render(&s).ok();
-                }
-                // Never over another style (or the source itself): a free name instead.
-                let (dest, name) = registry.free_user_model_path(&name);
-                model.meta.name = name.clone();
-                model.save(&dest, false, true)?;
-                Ok((dest, name))
-            })();
-            let _ = tx.send(JobResult::Imported(r.map_err(|e| e.to_string())));
+            let opts = crate::install::ImportOptions {
+                name: None,
+                half: false,
+                destination: crate::install::Destination::NewStyle,
+            };
+            let r = crate::install::import_style(&registry, &src, &opts)
+                .map(|i| (i.path, i.name))
+                .map_err(|e| e.to_string());
+            let _ = tx.send(JobResult::Imported(r));
         });
     }
 
@@ -415,26 +408,7 @@ impl AtelierApp {
             self.open_path(p);
             return;
         }
-        if let Ok(meta) = crate::model::format::read_meta(&p) {
-            let registry = &self.gallery.registry;
-            let r = if p.starts_with(&registry.user_dir)
-                || crate::fsutil::resolved(&p)
-                    .starts_with(crate::fsutil::resolved(&registry.user_dir))
-            {
-                // Dropping one of the user's own styles: installing it would copy it
-                // over itself (or over a namesake).
-                Err(format!("'{}' is already one of your styles", meta.name))
-            } else {
-                // Already a native style: copy it in under a name no other style has.
-                let (dest, name) = registry.free_user_model_path(&meta.name);
-                crate::model::format::update_meta_to(&p, &dest, |m| m.name = name.clone())
-                    .map(|_| (dest, name))
-                    .map_err(|e| e.to_string())
-            };
-            let _ = self.jobs_tx.send(JobResult::Imported(r));
-        } else {
-            self.import_model(p);
-        }
+        self.import_model(p);
     }
 
     /// Ctrl+V: an image from the clipboard, decoded off the UI thread.
