@@ -7,7 +7,7 @@
 
 mod common;
 
-use atelier::app::{AppOptions, AtelierApp, Notice};
+use atelier::app::{AppOptions, AtelierApp, Command};
 use atelier::model::registry::Registry;
 use atelier::model::Variant;
 use egui_kittest::kittest::Queryable;
@@ -83,12 +83,24 @@ fn run_until(
         assert!(
             start.elapsed() < limit,
             "timed out waiting for {what}; notice: {:?}",
-            h.state().notice
+            h.state().state.notice
         );
         h.step();
         std::thread::sleep(Duration::from_millis(10));
     }
     h.step();
+}
+
+/// The notice as the status line words it, when it reports a failure.
+fn error_notice(a: &AtelierApp) -> Option<String> {
+    let n = a.state.notice.as_ref()?;
+    n.is_error().then(|| n.to_string())
+}
+
+/// The notice as the status line words it, when all went well.
+fn info_notice(a: &AtelierApp) -> Option<String> {
+    let n = a.state.notice.as_ref()?;
+    (!n.is_error()).then(|| n.to_string())
 }
 
 fn write_photo(dir: &Path, w: u32, h: u32) -> PathBuf {
@@ -104,10 +116,13 @@ fn drop_a_photo_pick_a_style_and_the_result_arrives() {
     let photo = write_photo(&e.root, 96, 64);
     drop_file(&mut h, &photo);
     run_until(&mut h, "the photo", Duration::from_secs(20), |a| {
-        a.doc.is_some()
+        a.state.doc.is_some()
     });
-    assert_eq!(h.state().doc.as_ref().unwrap().photo.dimensions(), (96, 64));
-    assert!(h.state().doc.as_ref().unwrap().result.is_none());
+    assert_eq!(
+        h.state().state.doc.as_ref().unwrap().photo.dimensions(),
+        (96, 64)
+    );
+    assert!(h.state().state.doc.as_ref().unwrap().result.is_none());
 
     h.get_by_label("Test Style").click();
     h.step();
@@ -115,10 +130,10 @@ fn drop_a_photo_pick_a_style_and_the_result_arrives() {
         &mut h,
         "the stylised result",
         Duration::from_secs(60),
-        |a| a.doc.as_ref().is_some_and(|d| d.result.is_some()),
+        |a| a.state.doc.as_ref().is_some_and(|d| d.result.is_some()),
     );
     let app = h.state();
-    let doc = app.doc.as_ref().unwrap();
+    let doc = app.state.doc.as_ref().unwrap();
     let (result, style) = doc.result.as_ref().unwrap();
     assert_eq!(result.dimensions(), (96, 64));
     assert!(style.ends_with("Test Style.safetensors"));
@@ -136,14 +151,23 @@ fn the_strength_slider_and_colour_toggle_reach_the_shader_without_rerunning() {
     let mut h = harness(&e);
     h.state_mut().gallery.selected = Some(e.styles.join("Test Style.safetensors"));
     let photo = write_photo(&e.root, 80, 60);
-    h.state_mut().open_path(photo);
+    h.state_mut().execute(Command::Open(photo));
     run_until(&mut h, "the result", Duration::from_secs(60), |a| {
-        a.doc.as_ref().is_some_and(|d| d.result.is_some())
+        a.state.doc.as_ref().is_some_and(|d| d.result.is_some())
     });
     let before = h.state().canvas.last_uniforms.unwrap();
     assert_eq!(before.strength, 1.0);
     assert_eq!(before.preserve_colors, 0.0);
-    let result_before = h.state().doc.as_ref().unwrap().result.clone().unwrap().0;
+    let result_before = h
+        .state()
+        .state
+        .doc
+        .as_ref()
+        .unwrap()
+        .result
+        .clone()
+        .unwrap()
+        .0;
 
     h.get_by_role_and_label(egui::accesskit::Role::Slider, "Strength")
         .set_value_accesskit(0.25);
@@ -153,7 +177,16 @@ fn the_strength_slider_and_colour_toggle_reach_the_shader_without_rerunning() {
     assert!((after.strength - 0.25).abs() < 1e-6, "{after:?}");
     assert_eq!(after.preserve_colors, 1.0);
     // Same result object: the network did not run again.
-    let result_after = h.state().doc.as_ref().unwrap().result.clone().unwrap().0;
+    let result_after = h
+        .state()
+        .state
+        .doc
+        .as_ref()
+        .unwrap()
+        .result
+        .clone()
+        .unwrap()
+        .0;
     assert!(Arc::ptr_eq(&result_before, &result_after));
 
     // The before/after divider and hold-to-compare change only what is drawn.
@@ -170,36 +203,31 @@ fn a_corrupt_file_shows_a_message_and_the_app_keeps_working() {
     std::fs::write(&bad, b"\xff\xd8\xff\xe0 this is not really a jpeg").unwrap();
     drop_file(&mut h, &bad);
     run_until(&mut h, "an error", Duration::from_secs(20), |a| {
-        matches!(a.notice, Some(Notice::Error(_)))
+        error_notice(a).is_some()
     });
-    let Some(Notice::Error(msg)) = h.state().notice.clone() else {
-        unreachable!()
-    };
+    let msg = error_notice(h.state()).unwrap();
     assert!(
         msg.contains("Could not open") && msg.contains("broken.jpg"),
         "{msg}"
     );
     // ... and the window shows it.
     h.get_by_label_contains("broken.jpg");
-    assert!(h.state().doc.is_none());
+    assert!(h.state().state.doc.is_none());
 
     // A bad model file dropped on the window: a message, no crash, no new style.
     let bad_model = e.root.join("nonsense.pth");
     std::fs::write(&bad_model, b"not a pickle").unwrap();
     drop_file(&mut h, &bad_model);
-    run_until(
-        &mut h,
-        "the import error",
-        Duration::from_secs(20),
-        |a| matches!(&a.notice, Some(Notice::Error(m)) if m.contains("Import failed")),
-    );
+    run_until(&mut h, "the import error", Duration::from_secs(20), |a| {
+        error_notice(a).is_some_and(|m| m.contains("Import failed"))
+    });
     assert_eq!(h.state().gallery.entries.len(), 1);
 
     // Still usable: a good photo opens.
     let photo = write_photo(&e.root, 40, 30);
     drop_file(&mut h, &photo);
     run_until(&mut h, "the photo", Duration::from_secs(20), |a| {
-        a.doc.is_some()
+        a.state.doc.is_some()
     });
 }
 
@@ -210,7 +238,7 @@ fn a_dropped_checkpoint_is_never_opened_as_a_photo() {
     let photo = write_photo(&e.root, 40, 30);
     drop_file(&mut h, &photo);
     run_until(&mut h, "the photo", Duration::from_secs(20), |a| {
-        a.doc.is_some()
+        a.state.doc.is_some()
     });
     let styles_before = std::fs::read_dir(&e.styles).unwrap().count();
     // fast-style-transfer's TensorFlow checkpoints (one file, or the parts of a newer
@@ -224,19 +252,14 @@ fn a_dropped_checkpoint_is_never_opened_as_a_photo() {
         let p = e.root.join(name);
         std::fs::write(&p, bytes).unwrap();
         drop_file(&mut h, &p);
-        run_until(
-            &mut h,
-            "the refusal",
-            Duration::from_secs(20),
-            |a| matches!(&a.notice, Some(Notice::Error(m)) if m.contains(name)),
-        );
-        let Some(Notice::Error(msg)) = h.state().notice.clone() else {
-            unreachable!()
-        };
+        run_until(&mut h, "the refusal", Duration::from_secs(20), |a| {
+            error_notice(a).is_some_and(|m| m.contains(name))
+        });
+        let msg = error_notice(h.state()).unwrap();
         assert!(msg.contains("Import failed") && msg.contains(why), "{msg}");
         h.get_by_label_contains(why);
         // The photo stays open and no style was added.
-        assert_eq!(h.state().doc.as_ref().unwrap().name, "photo.png");
+        assert_eq!(h.state().state.doc.as_ref().unwrap().name, "photo.png");
         assert_eq!(std::fs::read_dir(&e.styles).unwrap().count(), styles_before);
         assert_eq!(h.state().gallery.entries.len(), 1);
     }
@@ -248,25 +271,22 @@ fn saving_writes_the_blended_result_and_never_the_opened_photo() {
     let mut h = harness(&e);
     h.state_mut().gallery.selected = Some(e.styles.join("Test Style.safetensors"));
     let photo = write_photo(&e.root, 64, 48);
-    h.state_mut().open_path(photo.clone());
+    h.state_mut().execute(Command::Open(photo.clone()));
     run_until(&mut h, "the result", Duration::from_secs(60), |a| {
-        a.doc.as_ref().is_some_and(|d| d.result.is_some())
+        a.state.doc.as_ref().is_some_and(|d| d.result.is_some())
     });
     let original = std::fs::read(&photo).unwrap();
-    h.state_mut().request_save(photo.clone());
+    h.state_mut().execute(Command::Save(photo.clone()));
     h.step();
-    assert!(matches!(&h.state().notice, Some(Notice::Error(m)) if m.contains("photo you opened")));
+    assert!(error_notice(h.state()).is_some_and(|m| m.contains("photo you opened")));
     assert_eq!(std::fs::read(&photo).unwrap(), original);
 
     h.state_mut().settings.strength = 0.0;
     let out = e.root.join("out.png");
-    h.state_mut().request_save(out.clone());
-    run_until(
-        &mut h,
-        "the save",
-        Duration::from_secs(20),
-        |a| matches!(&a.notice, Some(Notice::Info(m)) if m.starts_with("Saved")),
-    );
+    h.state_mut().execute(Command::Save(out.clone()));
+    run_until(&mut h, "the save", Duration::from_secs(20), |a| {
+        info_notice(a).is_some_and(|m| m.starts_with("Saved"))
+    });
     // Strength 0 saves the photo itself, at full resolution.
     let saved = image::open(&out).unwrap().into_rgb8();
     assert_eq!(saved, image::open(&photo).unwrap().into_rgb8());
@@ -279,19 +299,19 @@ fn saving_over_the_opened_photo_through_a_hard_link_is_refused() {
     let mut h = harness(&e);
     h.state_mut().gallery.selected = Some(e.styles.join("Test Style.safetensors"));
     let photo = write_photo(&e.root, 32, 24);
-    h.state_mut().open_path(photo.clone());
+    h.state_mut().execute(Command::Open(photo.clone()));
     run_until(&mut h, "the result", Duration::from_secs(60), |a| {
-        a.doc.as_ref().is_some_and(|d| d.result.is_some())
+        a.state.doc.as_ref().is_some_and(|d| d.result.is_some())
     });
     let original = std::fs::read(&photo).unwrap();
     let link = e.root.join("same-photo.png");
     std::fs::hard_link(&photo, &link).unwrap();
-    h.state_mut().request_save(link);
+    h.state_mut().execute(Command::Save(link));
     h.step();
     assert!(
-        matches!(&h.state().notice, Some(Notice::Error(m)) if m.contains("photo you opened")),
+        error_notice(h.state()).is_some_and(|m| m.contains("photo you opened")),
         "{:?}",
-        h.state().notice
+        h.state().state.notice
     );
     assert_eq!(std::fs::read(&photo).unwrap(), original);
 }
@@ -302,7 +322,7 @@ fn importing_never_replaces_a_style_or_copies_one_over_itself() {
     let mut h = harness(&e);
     let mine = common::model_file(&e.styles, Variant::Johnson, "mine");
     let mine_bytes = std::fs::read(&mine).unwrap();
-    h.state_mut().gallery.refresh(None);
+    h.state_mut().reload_styles();
     let before = h.state().gallery.entries.len();
 
     // Another style of the same name, from elsewhere: imported beside it.
@@ -310,12 +330,9 @@ fn importing_never_replaces_a_style_or_copies_one_over_itself() {
     std::fs::create_dir_all(&other_dir).unwrap();
     let other = common::model_file(&other_dir, Variant::Fst, "mine");
     drop_file(&mut h, &other);
-    run_until(
-        &mut h,
-        "the import",
-        Duration::from_secs(60),
-        |a| matches!(&a.notice, Some(Notice::Info(m)) if m.starts_with("Imported")),
-    );
+    run_until(&mut h, "the import", Duration::from_secs(60), |a| {
+        info_notice(a).is_some_and(|m| m.starts_with("Imported"))
+    });
     assert_eq!(
         std::fs::read(&mine).unwrap(),
         mine_bytes,
@@ -331,12 +348,9 @@ fn importing_never_replaces_a_style_or_copies_one_over_itself() {
 
     // One of the user's own styles dropped again: nothing is copied over it.
     drop_file(&mut h, &mine);
-    run_until(
-        &mut h,
-        "the refusal",
-        Duration::from_secs(60),
-        |a| matches!(&a.notice, Some(Notice::Error(m)) if m.contains("already one of your styles")),
-    );
+    run_until(&mut h, "the refusal", Duration::from_secs(60), |a| {
+        error_notice(a).is_some_and(|m| m.contains("already one of your styles"))
+    });
     assert_eq!(std::fs::read(&mine).unwrap(), mine_bytes);
     assert_eq!(h.state().gallery.entries.len(), before + 1);
 }
@@ -417,48 +431,54 @@ fn a_video_opens_scrubs_and_exports_with_cancel() {
     let mut h = harness(&e);
     h.state_mut().gallery.selected = Some(e.styles.join("Test Style.safetensors"));
     let clip = common::video_clip(&e.root);
-    h.state_mut().open_path(clip.clone());
+    h.state_mut().execute(Command::Open(clip.clone()));
     run_until(
         &mut h,
         "the first frame's result",
         Duration::from_secs(60),
-        |a| a.video.is_some() && a.doc.as_ref().is_some_and(|d| d.result.is_some()),
+        |a| a.state.video.is_some() && a.state.doc.as_ref().is_some_and(|d| d.result.is_some()),
     );
     // The shown frame is the video's size, made even for the encoder.
-    assert_eq!(h.state().doc.as_ref().unwrap().photo.dimensions(), (98, 66));
+    assert_eq!(
+        h.state().state.doc.as_ref().unwrap().photo.dimensions(),
+        (98, 66)
+    );
 
     h.get_by_role_and_label(egui::accesskit::Role::Slider, "Frame time (s)")
         .set_value_accesskit(1.0);
     run_until(&mut h, "the frame at 1 s", Duration::from_secs(60), |a| {
-        a.doc
+        a.state
+            .doc
             .as_ref()
             .is_some_and(|d| d.name.ends_with("@ 1.00 s") && d.result.is_some())
     });
 
     let out = e.root.join("export.mp4");
-    h.state_mut().request_video_export(out.clone());
-    run_until(
-        &mut h,
-        "the export",
-        Duration::from_secs(120),
-        |a| matches!(&a.notice, Some(Notice::Info(m)) if m.starts_with("Exported 36 frames")),
-    );
+    h.state_mut().execute(Command::ExportVideo(out.clone()));
+    run_until(&mut h, "the export", Duration::from_secs(120), |a| {
+        info_notice(a).is_some_and(|m| m.starts_with("Exported 36 frames"))
+    });
     assert!(out.is_file());
 
     // Cancelled at once: nothing is written.
     let out2 = e.root.join("cancelled.mp4");
-    h.state_mut().request_video_export(out2.clone());
+    h.state_mut().execute(Command::ExportVideo(out2.clone()));
     // What the "Cancel export" button sets; set directly so the test cannot race the export.
-    let export = h.state().video.as_ref().unwrap().export.as_ref().unwrap();
+    let export = h
+        .state()
+        .state
+        .video
+        .as_ref()
+        .unwrap()
+        .export
+        .as_ref()
+        .unwrap();
     export
         .cancel
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    run_until(
-        &mut h,
-        "the cancel",
-        Duration::from_secs(60),
-        |a| matches!(&a.notice, Some(Notice::Info(m)) if m.contains("cancelled")),
-    );
+    run_until(&mut h, "the cancel", Duration::from_secs(60), |a| {
+        info_notice(a).is_some_and(|m| m.contains("cancelled"))
+    });
     assert!(!out2.exists());
 }
 

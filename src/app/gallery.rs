@@ -1,13 +1,16 @@
 //! The style gallery: the user's styles, then the bundled ones, as a grid of tiles (the
 //! style's thumbnail with its painting inset in a corner, the name under it) under a
 //! search field. Clicking picks a style; user styles can be renamed and deleted; dropping
-//! a model imports it (the app does the importing off the UI thread).
+//! a model imports it. The panel only emits [`Command`]s for these; the pictures are read
+//! by a job ([`Job::Pictures`]) and handed back here.
 //!
 //! A grid rather than a list grouped by painter: thirty-odd bundled styles by two dozen
 //! painters would make as many one-entry groups, while three tiles to a row of a 260-px
 //! panel show a dozen styles at once. The painter, title and year are in each tile's
 //! tooltip, under a larger copy of the painting, and the search covers them.
 
+use super::command::Command;
+use super::jobs::Job;
 use crate::model::format::ModelMeta;
 use crate::model::registry::{Origin, Registry, StyleEntry};
 use egui::accesskit::Role;
@@ -15,7 +18,8 @@ use egui::{Align, Color32, Id, Key, Rect, Sense, TextureHandle, Vec2};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The narrowest a tile gets before the grid drops a column.
@@ -30,13 +34,6 @@ const SWATCH_SHARE: f32 = 0.42;
 /// The largest side of the painting in a tile's tooltip.
 const TOOLTIP_PAINTING: f32 = 200.0;
 
-pub enum GalleryAction {
-    Select(PathBuf),
-    Rename(StyleEntry, String),
-    Delete(StyleEntry),
-    ImportFiles,
-}
-
 /// A model file's pictures, uploaded. `stamp` is the file's modification time, so a file
 /// replaced in place is read again and an unchanged one never is.
 struct Pictures {
@@ -46,8 +43,8 @@ struct Pictures {
     painting: Option<TextureHandle>,
 }
 
-/// What the loader thread hands over: decoded there, uploaded on the UI thread.
-struct Decoded {
+/// A style file's pictures, decoded by a job and uploaded on the UI thread.
+pub struct DecodedPictures {
     path: PathBuf,
     stamp: Option<SystemTime>,
     thumb: Option<egui::ColorImage>,
@@ -71,7 +68,9 @@ pub struct GalleryPanel {
     /// Indices into `entries` that match the query, user styles first.
     matches: Vec<usize>,
     pictures: HashMap<PathBuf, Pictures>,
-    picture_rx: Option<Receiver<Decoded>>,
+    /// The pictures job of the latest refresh, while it runs: its number and its brake.
+    loading: Option<(u64, Arc<AtomicBool>)>,
+    generation: u64,
     /// The style being renamed, the name so far, and whether the field still wants focus.
     renaming: Option<(PathBuf, String, bool)>,
     confirm_delete: Option<PathBuf>,
@@ -81,8 +80,9 @@ pub struct GalleryPanel {
 }
 
 impl GalleryPanel {
+    /// Empty until the first [`Self::refresh`].
     pub fn new(registry: Registry) -> Self {
-        let mut g = Self {
+        Self {
             registry,
             entries: Vec::new(),
             problems: Vec::new(),
@@ -92,18 +92,18 @@ impl GalleryPanel {
             matched_query: None,
             matches: Vec::new(),
             pictures: HashMap::new(),
-            picture_rx: None,
+            loading: None,
+            generation: 0,
             renaming: None,
             confirm_delete: None,
             scrolled_to: None,
-        };
-        g.refresh(None);
-        g
+        }
     }
 
-    /// Re-reads both style folders; pictures of new or changed files load on a background
-    /// thread.
-    pub fn refresh(&mut self, ctx: Option<&egui::Context>) {
+    /// Re-reads both style folders; returns the job that reads the pictures of new or
+    /// changed files, for the app to start.
+    #[must_use]
+    pub fn refresh(&mut self) -> Option<Job> {
         let (entries, errors) = self.registry.list();
         self.entries = entries;
         self.problems = errors.iter().map(|e| e.to_string()).collect();
@@ -118,24 +118,21 @@ impl GalleryPanel {
             .map(|e| (e.path.clone(), modified(&e.path)))
             .filter(|(p, stamp)| self.pictures.get(p).is_none_or(|pic| pic.stamp != *stamp))
             .collect();
-        if stale.is_empty() {
-            return;
+        // What an earlier job had not delivered yet is among the stale ones.
+        if let Some((_, cancel)) = self.loading.take() {
+            cancel.store(true, Ordering::Relaxed);
         }
-        let (tx, rx) = channel();
-        let ctx = ctx.cloned();
-        std::thread::spawn(move || {
-            for (path, stamp) in stale {
-                // A send fails once a later refresh has replaced the receiver; that refresh
-                // loads whatever this one had not delivered.
-                if tx.send(decode_pictures(path, stamp)).is_err() {
-                    return;
-                }
-                if let Some(c) = &ctx {
-                    c.request_repaint();
-                }
-            }
-        });
-        self.picture_rx = Some(rx);
+        if stale.is_empty() {
+            return None;
+        }
+        self.generation += 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.loading = Some((self.generation, cancel.clone()));
+        Some(Job::Pictures {
+            generation: self.generation,
+            styles: stale,
+            cancel,
+        })
     }
 
     pub fn entry(&self, path: &std::path::Path) -> Option<&StyleEntry> {
@@ -144,7 +141,7 @@ impl GalleryPanel {
 
     /// Whether pictures are still being read from the style files.
     pub fn loading_pictures(&self) -> bool {
-        self.picture_rx.is_some()
+        self.loading.is_some()
     }
 
     /// Whether the painting of the style at `path` has been loaded.
@@ -154,9 +151,7 @@ impl GalleryPanel {
             .is_some_and(|p| p.painting.is_some())
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui) -> Vec<GalleryAction> {
-        self.receive_pictures(ui.ctx());
-        let mut actions = Vec::new();
+    pub fn ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Command>) {
         ui.horizontal(|ui| {
             ui.heading("Styles");
             ui.with_layout(egui::Layout::right_to_left(Align::Center), |ui| {
@@ -165,11 +160,11 @@ impl GalleryPanel {
                     .on_hover_text("Add a PyTorch .pth/.model file or a fast-style-transfer folder (or drop it here)")
                     .clicked()
                 {
-                    actions.push(GalleryAction::ImportFiles);
+                    actions.push(Command::ImportDialog);
                 }
             });
         });
-        self.search_ui(ui, &mut actions);
+        self.search_ui(ui, actions);
         self.update_matches();
         ui.separator();
         egui::ScrollArea::vertical()
@@ -183,47 +178,46 @@ impl GalleryPanel {
                 let users = self
                     .matches
                     .partition_point(|&i| self.entries[i].origin == Origin::User);
-                self.section(ui, Origin::User, 0..users, &mut actions);
-                self.section(ui, Origin::Bundled, users..self.matches.len(), &mut actions);
+                self.section(ui, Origin::User, 0..users, actions);
+                self.section(ui, Origin::Bundled, users..self.matches.len(), actions);
                 for p in &self.problems {
                     ui.colored_label(ui.visuals().warn_fg_color, p);
                 }
             });
-        self.dialogs(ui.ctx(), &mut actions);
-        actions
+        self.dialogs(ui.ctx(), actions);
     }
 
-    fn receive_pictures(&mut self, ctx: &egui::Context) {
-        let Some(rx) = &self.picture_rx else { return };
-        loop {
-            let d = match rx.try_recv() {
-                Ok(d) => d,
-                Err(std::sync::mpsc::TryRecvError::Empty) => return,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    self.picture_rx = None;
-                    return;
-                }
-            };
-            let upload = |kind: &str, img: Option<egui::ColorImage>| {
-                img.map(|img| {
-                    ctx.load_texture(
-                        format!("{kind}:{}", d.path.display()),
-                        img,
-                        egui::TextureOptions::LINEAR,
-                    )
-                })
-            };
-            let pictures = Pictures {
-                stamp: d.stamp,
-                thumb: upload("thumb", d.thumb),
-                swatch: upload("swatch", d.swatch),
-                painting: upload("painting", d.painting),
-            };
-            self.pictures.insert(d.path, pictures);
+    /// One style's pictures from the job of refresh number `generation`.
+    pub fn receive_pictures(&mut self, ctx: &egui::Context, generation: u64, d: DecodedPictures) {
+        // An older job's pictures may be of a file since replaced.
+        if self.loading.as_ref().is_none_or(|(g, _)| *g != generation) {
+            return;
+        }
+        let upload = |kind: &str, img: Option<egui::ColorImage>| {
+            img.map(|img| {
+                ctx.load_texture(
+                    format!("{kind}:{}", d.path.display()),
+                    img,
+                    egui::TextureOptions::LINEAR,
+                )
+            })
+        };
+        let pictures = Pictures {
+            stamp: d.stamp,
+            thumb: upload("thumb", d.thumb),
+            swatch: upload("swatch", d.swatch),
+            painting: upload("painting", d.painting),
+        };
+        self.pictures.insert(d.path, pictures);
+    }
+
+    pub fn pictures_done(&mut self, generation: u64) {
+        if self.loading.as_ref().is_some_and(|(g, _)| *g == generation) {
+            self.loading = None;
         }
     }
 
-    fn search_ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<GalleryAction>) {
+    fn search_ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Command>) {
         let find = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, Key::F);
         let focus = ui.input_mut(|i| i.consume_shortcut(&find));
         ui.horizontal(|ui| {
@@ -256,7 +250,7 @@ impl GalleryPanel {
                             let path = self.entries[i].path.clone();
                             self.selected = Some(path.clone());
                             self.scrolled_to = None;
-                            actions.push(GalleryAction::Select(path));
+                            actions.push(Command::SelectStyle(path));
                         }
                     }
                 }
@@ -289,7 +283,7 @@ impl GalleryPanel {
         ui: &mut egui::Ui,
         origin: Origin,
         range: Range<usize>,
-        actions: &mut Vec<GalleryAction>,
+        actions: &mut Vec<Command>,
     ) {
         if range.is_empty() {
             return;
@@ -313,7 +307,7 @@ impl GalleryPanel {
             .show_unindented(ui, |ui| self.grid(ui, range, actions));
     }
 
-    fn grid(&mut self, ui: &mut egui::Ui, range: Range<usize>, actions: &mut Vec<GalleryAction>) {
+    fn grid(&mut self, ui: &mut egui::Ui, range: Range<usize>, actions: &mut Vec<Command>) {
         let width = ui.available_width();
         let cols = (((width + TILE_GAP) / (TILE_MIN_WIDTH + TILE_GAP)).floor() as usize).max(1);
         let tile_w = ((width - TILE_GAP * (cols - 1) as f32) / cols as f32).max(1.0);
@@ -329,7 +323,7 @@ impl GalleryPanel {
         }
     }
 
-    fn tile(&mut self, ui: &mut egui::Ui, i: usize, rect: Rect, actions: &mut Vec<GalleryAction>) {
+    fn tile(&mut self, ui: &mut egui::Ui, i: usize, rect: Rect, actions: &mut Vec<Command>) {
         let Self {
             entries,
             pictures,
@@ -344,7 +338,7 @@ impl GalleryPanel {
         if response.clicked() {
             *selected = Some(entry.path.clone());
             *scrolled_to = selected.clone();
-            actions.push(GalleryAction::Select(entry.path.clone()));
+            actions.push(Command::SelectStyle(entry.path.clone()));
         }
         let is_selected = selected.as_ref() == Some(&entry.path);
         response.widget_info(|| {
@@ -374,7 +368,7 @@ impl GalleryPanel {
     }
 
     /// The rename and delete confirmations, as modal dialogs.
-    fn dialogs(&mut self, ctx: &egui::Context, actions: &mut Vec<GalleryAction>) {
+    fn dialogs(&mut self, ctx: &egui::Context, actions: &mut Vec<Command>) {
         if let Some((path, name, want_focus)) = &mut self.renaming {
             let (mut apply, mut cancel) = (false, false);
             let modal = egui::Modal::new(Id::unique("atelier-gallery-rename")).show(ctx, |ui| {
@@ -401,7 +395,7 @@ impl GalleryPanel {
             });
             if apply {
                 if let Some(e) = self.entries.iter().find(|e| &e.path == path) {
-                    actions.push(GalleryAction::Rename(e.clone(), name.clone()));
+                    actions.push(Command::RenameStyle(e.clone(), name.clone()));
                 }
             }
             if apply || cancel || modal.should_close() {
@@ -427,7 +421,7 @@ impl GalleryPanel {
                 });
             });
             if delete {
-                actions.push(GalleryAction::Delete(entry.clone()));
+                actions.push(Command::DeleteStyle(entry.clone()));
             }
             if delete || keep || modal.should_close() {
                 self.confirm_delete = None;
@@ -440,7 +434,8 @@ fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn decode_pictures(path: PathBuf, stamp: Option<SystemTime>) -> Decoded {
+/// Reads and decodes the pictures a style file carries (in a job: this is file I/O).
+pub fn decode_pictures(path: PathBuf, stamp: Option<SystemTime>) -> DecodedPictures {
     let decode =
         |bytes: crate::Result<Option<Vec<u8>>>| image::load_from_memory(&bytes.ok()??).ok();
     let thumb = decode(crate::model::format::read_thumbnail(&path));
@@ -448,7 +443,7 @@ fn decode_pictures(path: PathBuf, stamp: Option<SystemTime>) -> Decoded {
     let swatch = painting
         .as_ref()
         .map(|p| p.thumbnail(SWATCH_SIDE, SWATCH_SIDE));
-    Decoded {
+    DecodedPictures {
         path,
         stamp,
         thumb: thumb.map(color_image),

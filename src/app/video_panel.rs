@@ -1,40 +1,31 @@
 //! Videos in the app: a scrub bar picks the frame that is shown and stylised like a
-//! photo; "Export video" runs the library's video pipeline on its own thread with
-//! progress and cancel.
+//! photo; "Export video" runs the library's video pipeline as a job, with progress and
+//! cancel. The panel emits [`Command`]s and builds the jobs; the app runs them.
 
-use crate::device::DeviceChoice;
-use crate::video::{VideoInfo, VideoOptions, VideoReport};
-use image::RgbImage;
+use super::command::Command;
+use super::jobs::{ExportJob, Job};
+use crate::video::VideoInfo;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 
+/// An export in progress, sharing its counter and brake with the job.
 pub struct Export {
     pub output: PathBuf,
     pub cancel: Arc<AtomicBool>,
     pub done: Arc<AtomicU64>,
     pub total: Option<u64>,
-    result: Receiver<crate::Result<VideoReport>>,
-}
-
-pub enum VideoAction {
-    /// Show and stylise the frame at this time.
-    Seek(f64),
-    Export,
 }
 
 pub struct VideoPanel {
     pub path: PathBuf,
     pub info: VideoInfo,
     pub time_s: f64,
-    /// The frame being fetched, so a drag does not queue a decode per pixel moved.
-    pub fetching: bool,
+    /// The frame being fetched (its request number), so a drag does not queue a decode
+    /// per pixel moved and a replaced request's frame is dropped.
+    pub fetching: Option<u64>,
     pub export: Option<Export>,
 }
-
-/// Frames for the canvas are fetched at most this large.
-pub const SCRUB_MAX_SIDE: u32 = 2048;
 
 impl VideoPanel {
     pub fn new(path: PathBuf, info: VideoInfo) -> Self {
@@ -42,84 +33,34 @@ impl VideoPanel {
             path,
             info,
             time_s: 0.0,
-            fetching: false,
+            fetching: None,
             export: None,
         }
     }
 
-    /// Decodes the frame at `t` on a background thread.
-    pub fn fetch_frame(
-        &mut self,
-        t: f64,
-        ctx: &egui::Context,
-    ) -> Receiver<crate::Result<RgbImage>> {
-        self.fetching = true;
+    /// The job that decodes the frame at `t`, as request `id`.
+    pub fn fetch(&mut self, id: u64, t: f64) -> Job {
+        self.fetching = Some(id);
         self.time_s = t;
-        let (tx, rx) = channel();
-        let path = self.path.clone();
-        let ctx = ctx.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(crate::video::frame_at(&path, t, Some(SCRUB_MAX_SIDE)));
-            ctx.request_repaint();
-        });
-        rx
+        Job::VideoFrame {
+            id,
+            path: self.path.clone(),
+            time_s: t,
+        }
     }
 
-    /// Starts exporting the whole video with `style` to `output`.
-    pub fn start_export(
-        &mut self,
-        style: PathBuf,
-        output: PathBuf,
-        device: DeviceChoice,
-        opts: VideoOptions,
-        ctx: &egui::Context,
-    ) {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = channel();
-        let (input, out) = (self.path.clone(), output.clone());
-        let (c, d, ctx) = (cancel.clone(), done.clone(), ctx.clone());
-        std::thread::Builder::new()
-            .name("atelier-video-export".into())
-            .spawn(move || {
-                let r = (|| {
-                    let device = device.open()?;
-                    let stylizer = crate::stylize::Stylizer::load(&style, &device)?;
-                    let mut on_frame = |n: u64, _| {
-                        d.store(n, Ordering::Relaxed);
-                        ctx.request_repaint();
-                    };
-                    crate::video::stylize_video(
-                        &stylizer,
-                        &input,
-                        &out,
-                        &opts,
-                        &mut on_frame,
-                        Some(&c),
-                    )
-                })();
-                let _ = tx.send(r);
-                ctx.request_repaint();
-            })
-            .expect("spawn the export thread");
+    /// Shows `job`'s progress from now on and returns it to be run.
+    pub fn start_export(&mut self, job: ExportJob) -> Job {
         self.export = Some(Export {
-            output,
-            cancel,
-            done,
+            output: job.output.clone(),
+            cancel: job.cancel.clone(),
+            done: job.frames_done.clone(),
             total: self.info.frames,
-            result: rx,
         });
+        Job::ExportVideo(job)
     }
 
-    /// The export's outcome once it has ended.
-    pub fn poll_export(&mut self) -> Option<(PathBuf, crate::Result<VideoReport>)> {
-        let r = self.export.as_ref()?.result.try_recv().ok()?;
-        let e = self.export.take()?;
-        Some((e.output, r))
-    }
-
-    pub fn ui(&mut self, ui: &mut egui::Ui) -> Option<VideoAction> {
-        let mut action = None;
+    pub fn ui(&mut self, ui: &mut egui::Ui, out: &mut Vec<Command>) {
         let duration = self.info.duration_s.unwrap_or(0.0).max(0.0);
         ui.horizontal(|ui| {
             ui.label(format!(
@@ -136,8 +77,9 @@ impl VideoPanel {
                     .fixed_decimals(2),
             );
             // Seek when the drag ends or on a click, not on every pixel of a drag.
-            if (slider.drag_stopped() || (slider.changed() && !slider.dragged())) && !self.fetching {
-                action = Some(VideoAction::Seek(t));
+            let released = slider.drag_stopped() || (slider.changed() && !slider.dragged());
+            if released && self.fetching.is_none() {
+                out.push(Command::Seek(t));
             }
             self.time_s = t;
             match &self.export {
@@ -147,7 +89,7 @@ impl VideoPanel {
                         .on_hover_text("Stylise every frame with the current style, strength and colour setting; audio is kept")
                         .clicked()
                     {
-                        action = Some(VideoAction::Export);
+                        out.push(Command::ExportVideoDialog);
                     }
                 }
                 Some(e) => {
@@ -164,6 +106,5 @@ impl VideoPanel {
                 }
             }
         });
-        action
     }
 }

@@ -59,7 +59,7 @@ pub enum WorkerEvent {
     },
     Failed {
         id: u64,
-        message: String,
+        error: crate::Error,
     },
 }
 
@@ -154,10 +154,7 @@ fn worker_loop(
         let Some(r) = latest else { continue };
         if let Err(e) = run_one(&r, &device, &mut models, &r.cancel, &send) {
             if !matches!(e, crate::Error::Cancelled) {
-                send(WorkerEvent::Failed {
-                    id: r.id,
-                    message: e.to_string(),
-                });
+                send(WorkerEvent::Failed { id: r.id, error: e });
             }
         }
     }

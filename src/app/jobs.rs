@@ -1,0 +1,294 @@
+//! Everything the app does off the UI thread, other than stylising (the worker, which keeps
+//! its networks loaded) and training (the library's trainer): one [`Job`] type, each job on
+//! a thread of its own, every result back over one channel that the app drains once a
+//! frame. So the UI never waits on a file, the clipboard, FFmpeg or a network, and only
+//! draws what has arrived.
+
+use super::gallery::{self, DecodedPictures};
+use crate::device::DeviceChoice;
+use crate::image_io::{self, OutputFormat};
+use crate::install::{self, Destination, ImportOptions, Installed};
+use crate::model::registry::Registry;
+use crate::video::{VideoInfo, VideoOptions, VideoReport};
+use crate::{Error, Result};
+use image::RgbImage;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Frames for the canvas are decoded at most this large.
+pub const SCRUB_MAX_SIDE: u32 = 2048;
+
+pub enum Job {
+    OpenPhoto(PathBuf),
+    /// Read a video's size, rate and length.
+    ProbeVideo(PathBuf),
+    /// An image from the clipboard.
+    Paste,
+    /// Decode one frame of a video for the canvas.
+    VideoFrame {
+        id: u64,
+        path: PathBuf,
+        time_s: f64,
+    },
+    Save(SaveJob),
+    /// Add a model to the user's styles under a name no style has.
+    Import {
+        src: PathBuf,
+        registry: Registry,
+    },
+    /// Copy a finished training's model into the user's styles.
+    InstallTrained {
+        model: PathBuf,
+        name: String,
+        registry: Registry,
+    },
+    ExportVideo(ExportJob),
+    /// The gallery's pictures, read from the style files: one result per style, then
+    /// [`JobResult::PicturesDone`]. Stops early once `cancel` is set.
+    Pictures {
+        generation: u64,
+        styles: Vec<(PathBuf, Option<SystemTime>)>,
+        cancel: Arc<AtomicBool>,
+    },
+}
+
+/// The result blended at the chosen strength, written at full resolution.
+pub struct SaveJob {
+    pub path: PathBuf,
+    pub photo: Arc<RgbImage>,
+    pub styled: Arc<RgbImage>,
+    /// The opened photo, which is never written over.
+    pub source: Option<PathBuf>,
+    pub strength: f32,
+    pub preserve_colors: bool,
+    pub jpeg_quality: u8,
+    pub overwrite: bool,
+}
+
+/// A whole video stylised; `frames_done` and `cancel` are shared with the video panel.
+pub struct ExportJob {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub style: PathBuf,
+    pub device: DeviceChoice,
+    pub options: VideoOptions,
+    pub frames_done: Arc<AtomicU64>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+pub enum JobResult {
+    /// A decoded photo, from a file or (`path: None`) the clipboard.
+    Photo {
+        path: Option<PathBuf>,
+        image: Result<RgbImage>,
+    },
+    Video {
+        path: PathBuf,
+        info: Result<VideoInfo>,
+    },
+    Frame {
+        id: u64,
+        image: Result<RgbImage>,
+    },
+    Saved(Result<PathBuf>),
+    Imported(Result<Installed>),
+    Trained(Result<PathBuf>),
+    Exported {
+        output: PathBuf,
+        report: Result<VideoReport>,
+    },
+    Picture {
+        generation: u64,
+        pictures: DecodedPictures,
+    },
+    PicturesDone {
+        generation: u64,
+    },
+}
+
+/// The runner: starts jobs and hands back what they sent.
+pub struct Jobs {
+    tx: Sender<JobResult>,
+    rx: Receiver<JobResult>,
+    ctx: egui::Context,
+}
+
+impl Jobs {
+    /// Each result wakes `ctx`, so it is drawn without waiting for input.
+    pub fn new(ctx: egui::Context) -> Self {
+        let (tx, rx) = channel();
+        Self { tx, rx, ctx }
+    }
+
+    pub fn spawn(&self, job: Job) {
+        let out = Outbox {
+            tx: self.tx.clone(),
+            ctx: self.ctx.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("atelier-{}", job.name()))
+            .spawn(move || job.run(&out))
+            .expect("spawn a job thread");
+    }
+
+    pub fn try_recv(&self) -> Option<JobResult> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// A job's way back to the app.
+struct Outbox {
+    tx: Sender<JobResult>,
+    ctx: egui::Context,
+}
+
+impl Outbox {
+    fn send(&self, r: JobResult) {
+        // Nobody receives once the app has closed; nothing is left to do then.
+        let _ = self.tx.send(r);
+        self.wake();
+    }
+
+    /// Redraws the app, for progress shared through an atomic.
+    fn wake(&self) {
+        self.ctx.request_repaint();
+    }
+}
+
+impl Job {
+    fn name(&self) -> &'static str {
+        match self {
+            Job::OpenPhoto(_) => "open",
+            Job::ProbeVideo(_) => "probe",
+            Job::Paste => "paste",
+            Job::VideoFrame { .. } => "frame",
+            Job::Save(_) => "save",
+            Job::Import { .. } => "import",
+            Job::InstallTrained { .. } => "install",
+            Job::ExportVideo(_) => "video-export",
+            Job::Pictures { .. } => "pictures",
+        }
+    }
+
+    fn run(self, out: &Outbox) {
+        let send = |r| out.send(r);
+        match self {
+            Job::OpenPhoto(path) => send(JobResult::Photo {
+                image: image_io::load_rgb(&path),
+                path: Some(path),
+            }),
+            Job::ProbeVideo(path) => send(JobResult::Video {
+                info: crate::video::probe(&path),
+                path,
+            }),
+            Job::Paste => send(JobResult::Photo {
+                path: None,
+                image: paste(),
+            }),
+            Job::VideoFrame { id, path, time_s } => send(JobResult::Frame {
+                id,
+                image: crate::video::frame_at(&path, time_s, Some(SCRUB_MAX_SIDE)),
+            }),
+            Job::Save(job) => send(JobResult::Saved(save(job))),
+            Job::Import { src, registry } => {
+                let opts = ImportOptions {
+                    name: None,
+                    half: false,
+                    destination: Destination::NewStyle,
+                };
+                send(JobResult::Imported(install::import_style(
+                    &registry, &src, &opts,
+                )))
+            }
+            Job::InstallTrained {
+                model,
+                name,
+                registry,
+            } => send(JobResult::Trained(
+                registry.install_as_new(&model, &name).map(|(path, _)| path),
+            )),
+            Job::ExportVideo(job) => {
+                let output = job.output.clone();
+                send(JobResult::Exported {
+                    output,
+                    report: export(job, out),
+                })
+            }
+            Job::Pictures {
+                generation,
+                styles,
+                cancel,
+            } => {
+                for (path, stamp) in styles {
+                    // A later refresh has taken over, and loads whatever this one had not.
+                    if cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let pictures = gallery::decode_pictures(path, stamp);
+                    send(JobResult::Picture {
+                        generation,
+                        pictures,
+                    });
+                }
+                send(JobResult::PicturesDone { generation });
+            }
+        }
+    }
+}
+
+fn paste() -> Result<RgbImage> {
+    let unreadable = |e: arboard::Error| Error::Invalid(format!("cannot read the clipboard: {e}"));
+    let img = arboard::Clipboard::new()
+        .map_err(unreadable)?
+        .get_image()
+        .map_err(|_| Error::Invalid("the clipboard holds no image".into()))?;
+    let rgba =
+        image::RgbaImage::from_raw(img.width as u32, img.height as u32, img.bytes.into_owned())
+            .ok_or_else(|| Error::Invalid("the clipboard image is malformed".into()))?;
+    Ok(image::DynamicImage::ImageRgba8(rgba).into_rgb8())
+}
+
+fn save(job: SaveJob) -> Result<PathBuf> {
+    let path = job.path;
+    let format = match OutputFormat::from_path(&path)? {
+        OutputFormat::Jpeg { .. } => OutputFormat::Jpeg {
+            quality: job.jpeg_quality,
+        },
+        f => f,
+    };
+    // Checked again here: the file may have been replaced by a link to the photo while
+    // the overwrite question was open.
+    if job
+        .source
+        .is_some_and(|src| crate::fsutil::same_file(&src, &path))
+    {
+        return Err(Error::image(
+            &path,
+            "that is the photo you opened; choose another file name",
+        ));
+    }
+    let out =
+        crate::stylize::blend::blend(&job.photo, &job.styled, job.strength, job.preserve_colors);
+    image_io::save_rgb(&out, &path, format, job.overwrite)?;
+    Ok(path)
+}
+
+fn export(job: ExportJob, out: &Outbox) -> Result<VideoReport> {
+    let device = job.device.open()?;
+    let stylizer = crate::stylize::Stylizer::load(&job.style, &device)?;
+    let mut on_frame = |n: u64, _| {
+        job.frames_done.store(n, Ordering::Relaxed);
+        out.wake();
+    };
+    crate::video::stylize_video(
+        &stylizer,
+        &job.input,
+        &job.output,
+        &job.options,
+        &mut on_frame,
+        Some(&job.cancel),
+    )
+}

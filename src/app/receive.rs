@@ -1,0 +1,226 @@
+//! What arrives from off the UI thread, turned into state and textures once a frame: the
+//! worker's previews, tiles and results, the jobs' results, and a finished training.
+//! Anything that belongs to a request since replaced is dropped here.
+
+use super::document::Document;
+use super::jobs::{Job, JobResult};
+use super::state::Notice;
+use super::training::TrainingOutcome;
+use super::video_panel::VideoPanel;
+use super::worker::WorkerEvent;
+use super::AtelierApp;
+use image::RgbImage;
+use std::path::PathBuf;
+
+impl AtelierApp {
+    pub(super) fn receive(&mut self, ctx: &egui::Context) {
+        self.receive_worker_events();
+        while let Some(r) = self.jobs.try_recv() {
+            self.receive_job(r, ctx);
+        }
+        if let Some(TrainingOutcome::Finished { model, name }) = self.training.poll(ctx) {
+            self.jobs.spawn(Job::InstallTrained {
+                model,
+                name,
+                registry: self.gallery.registry.clone(),
+            });
+        }
+    }
+
+    fn current_job(&self) -> Option<u64> {
+        self.state
+            .doc
+            .as_ref()
+            .and_then(|d| d.job.as_ref().map(|j| j.0))
+    }
+
+    fn receive_worker_events(&mut self) {
+        while let Ok(ev) = self.worker.events.try_recv() {
+            let current = self.current_job();
+            match ev {
+                WorkerEvent::Device(d) => self.state.device_name = d,
+                WorkerEvent::Preview { id, image, ms } if Some(id) == current => {
+                    let doc = self.state.doc.as_mut().expect("job implies a document");
+                    let image = if image.dimensions() == doc.display_photo.dimensions() {
+                        image
+                    } else {
+                        let [w, h] = doc.display_size();
+                        crate::stylize::resample::bilinear(&image, w, h)
+                    };
+                    self.display.write_styled(0, 0, &image);
+                    doc.styled_display = Some(image);
+                    doc.preview_ms = Some(ms);
+                }
+                WorkerEvent::Tile { id, x, y, image } if Some(id) == current => {
+                    let doc = self.state.doc.as_mut().expect("job implies a document");
+                    if doc.streams_tiles() {
+                        self.display.write_styled(x, y, &image);
+                        let [w, h] = doc.display_size();
+                        let shown = doc
+                            .styled_display
+                            .get_or_insert_with(|| RgbImage::new(w, h));
+                        image::imageops::replace(shown, &image, x.into(), y.into());
+                    }
+                }
+                WorkerEvent::Progress { id, fraction } if Some(id) == current => {
+                    if let Some(d) = self.state.doc.as_mut() {
+                        d.progress = fraction;
+                    }
+                }
+                WorkerEvent::Done { id, image, ms } if Some(id) == current => {
+                    let doc = self.state.doc.as_mut().expect("job implies a document");
+                    let (_, style) = doc.job.take().expect("current job");
+                    if !doc.streams_tiles() || doc.styled_display.is_none() {
+                        let [w, h] = doc.display_size();
+                        let shown = crate::stylize::resample::bilinear(&image, w, h);
+                        self.display.write_styled(0, 0, &shown);
+                        doc.styled_display = Some(shown);
+                    }
+                    doc.result = Some((image, style));
+                    doc.full_ms = Some(ms);
+                    doc.progress = 1.0;
+                    self.display.invalidate();
+                }
+                WorkerEvent::Failed { id, error } if Some(id) == current => {
+                    if let Some(d) = self.state.doc.as_mut() {
+                        d.job = None;
+                    }
+                    self.fail_screenshot(&error);
+                    self.state.notice = Some(Notice::error("Could not stylise", error));
+                }
+                // Events of a request that was replaced by a newer one.
+                _ => {}
+            }
+        }
+    }
+
+    fn receive_job(&mut self, r: JobResult, ctx: &egui::Context) {
+        match r {
+            JobResult::Photo {
+                path,
+                image: Ok(image),
+            } => {
+                self.state.video = None;
+                self.set_photo(path, image, ctx);
+            }
+            JobResult::Photo {
+                path,
+                image: Err(e),
+            } => {
+                let what = path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the clipboard".into());
+                self.fail_screenshot(format_args!("could not open {what}: {e}"));
+                self.state.notice = Some(Notice::error(format!("Could not open {what}"), e));
+            }
+            JobResult::Video {
+                path,
+                info: Ok(info),
+            } => {
+                self.settings.add_recent(path.clone());
+                self.state.video = Some(VideoPanel::new(path, info));
+                self.fetch_frame(0.0);
+            }
+            JobResult::Video { path, info: Err(e) } => {
+                self.state.notice = Some(Notice::error(
+                    format!("Could not open {}", path.display()),
+                    e,
+                ));
+            }
+            JobResult::Frame { id, image } => {
+                let Some(v) = self.state.video.as_mut() else {
+                    return;
+                };
+                if v.fetching != Some(id) {
+                    return;
+                }
+                v.fetching = None;
+                let (path, time_s) = (v.path.clone(), v.time_s);
+                match image {
+                    Ok(frame) => {
+                        self.set_photo(Some(path), frame, ctx);
+                        if let Some(d) = self.state.doc.as_mut() {
+                            d.name = format!("{} @ {time_s:.2} s", d.name);
+                        }
+                    }
+                    Err(e) => self.state.notice = Some(e.into()),
+                }
+            }
+            JobResult::Saved(Ok(p)) => {
+                self.state.notice = Some(Notice::Info(format!("Saved {}", p.display())));
+            }
+            JobResult::Saved(Err(e)) => self.state.notice = Some(Notice::error("Not saved", e)),
+            JobResult::Imported(Ok(style)) => {
+                self.reload_styles();
+                self.gallery.selected = Some(style.path);
+                self.state.notice = Some(Notice::Info(format!("Imported '{}'", style.name)));
+                self.restyle();
+            }
+            JobResult::Imported(Err(e)) => {
+                self.state.notice = Some(Notice::error("Import failed", e))
+            }
+            JobResult::Trained(Ok(path)) => {
+                self.reload_styles();
+                self.gallery.selected = Some(path);
+                self.restyle();
+            }
+            JobResult::Trained(Err(e)) => {
+                self.state.notice = Some(Notice::error("Trained, but not installed", e))
+            }
+            JobResult::Exported { output, report } => self.exported(output, report),
+            JobResult::Picture {
+                generation,
+                pictures,
+            } => self.gallery.receive_pictures(ctx, generation, pictures),
+            JobResult::PicturesDone { generation } => self.gallery.pictures_done(generation),
+        }
+    }
+
+    /// Replaces the document and restyles it with the selected style.
+    fn set_photo(&mut self, path: Option<PathBuf>, photo: RgbImage, ctx: &egui::Context) {
+        if let Some(p) = &path {
+            self.settings.add_recent(p.clone());
+        }
+        let same_size = self
+            .state
+            .doc
+            .as_ref()
+            .is_some_and(|d| d.photo.dimensions() == photo.dimensions());
+        let doc = Document::new(path, photo, self.display.max_texture_side);
+        self.display.set_photo(ctx, &doc.display_photo);
+        self.state.notice = None;
+        self.state.doc = Some(doc);
+        // Scrubbing a video keeps the view; a new photo is fitted.
+        if !same_size {
+            self.canvas.fit = true;
+        }
+        self.restyle();
+    }
+
+    fn exported(&mut self, output: PathBuf, report: crate::Result<crate::video::VideoReport>) {
+        if let Some(v) = self.state.video.as_mut() {
+            if v.export.as_ref().is_some_and(|e| e.output == output) {
+                v.export = None;
+            }
+        }
+        self.state.notice = Some(match report {
+            Ok(rep) if !rep.warnings.is_empty() => Notice::Warning(format!(
+                "Exported {} frames to {}, but: {}",
+                rep.frames,
+                output.display(),
+                rep.warnings.join("; ")
+            )),
+            Ok(rep) => Notice::Info(format!(
+                "Exported {} frames to {} ({:.1} frames/s, flicker ratio {:.2})",
+                rep.frames,
+                output.display(),
+                rep.frames as f64 / rep.seconds.max(1e-9),
+                rep.flicker_ratio
+            )),
+            Err(crate::Error::Cancelled) => {
+                Notice::Info("Export cancelled; nothing was written.".into())
+            }
+            Err(e) => Notice::error("Export failed", e),
+        });
+    }
+}
