@@ -18,8 +18,8 @@ pub struct Args {
     /// Untimed runs first.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Network variant to time.
-    #[arg(long, default_value = "johnson", value_parser = ["johnson", "fst"])]
+    /// Network variant to time (`arbitrary`: the bundled instant-style network).
+    #[arg(long, default_value = "johnson", value_parser = ["johnson", "fst", "arbitrary"])]
     variant: String,
     /// Also time training steps (batch 4, 256²) for this many iterations (default: 300 on a GPU, 0 on the CPU).
     #[arg(long)]
@@ -59,6 +59,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.sizes.clone()
     };
     let runs = a.runs.unwrap_or(if gpu { 20 } else { 5 });
+    if a.variant == "arbitrary" {
+        return bench_instant(&device, &sizes, runs, a.warmup, a.json);
+    }
     let variant = Variant::parse(&a.variant).expect("clap restricts the values");
     let precisions = precisions(&a.precision, variant, &device)?;
     let mut json = serde_json::Map::new();
@@ -265,4 +268,69 @@ fn build_info() -> String {
         "release"
     };
     format!("{profile} [{}]", features.join(","))
+}
+
+/// Times the instant-style network: the predictor on one 256² painting, and the transformer
+/// (with padding, conversion and crop, as `stylize --style-image` runs it) at each size.
+fn bench_instant(
+    device: &candle_core::Device,
+    sizes: &[String],
+    runs: usize,
+    warmup: usize,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
+    use atelier::stylize::instant::InstantStylizer;
+    use atelier::stylize::Hooks;
+    let net = InstantStylizer::bundled(device)?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        for _ in 0..warmup {
+            f()?;
+        }
+        let mut ms = Vec::new();
+        for _ in 0..runs.max(1) {
+            let t = std::time::Instant::now();
+            f()?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(ms))
+    };
+    let mut json = serde_json::Map::new();
+    json.insert("device".into(), describe(device).into());
+    json.insert("build".into(), build_info().into());
+    json.insert("variant".into(), "arbitrary".into());
+    json.insert("runs".into(), runs.into());
+    let painting = image::RgbImage::from_fn(256, 256, |x, y| image::Rgb([x as u8, y as u8, 128]));
+    let predictor_ms = time(&mut || {
+        net.style_vector_exact(&painting)?;
+        Ok(())
+    })?;
+    let vector = net.style_vector_exact(&painting)?;
+    json.insert("predictor_ms".into(), predictor_ms.into());
+    if !json_out {
+        eprintln!("style predictor (256²): {predictor_ms:.1} ms");
+    }
+    for s in sizes {
+        let (w, h) = parse_size(s)
+            .ok_or_else(|| anyhow::anyhow!("'{s}' is not a size like 1024 or 3840x2160"))?;
+        let (w, h) = (w as u32, h as u32);
+        let photo = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        });
+        let ms = time(&mut || {
+            net.stylize(&photo, &vector, 1.0, &mut Hooks::default())?;
+            Ok(())
+        })?;
+        json.insert(format!("transform_ms_{w}x{h}"), ms.into());
+        if !json_out {
+            eprintln!("style transformer {w}x{h}: {ms:.1} ms (median of {runs})");
+        }
+    }
+    if json_out {
+        println!("{}", serde_json::Value::Object(json));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod eval;
 mod import;
+mod instant;
 mod models;
 mod stylize;
 mod train;
@@ -43,6 +44,10 @@ pub enum Command {
     Stylize(stylize::Args),
     /// Convert a PyTorch or fast-style-transfer checkpoint into an Atelier style.
     Import(import::Args),
+    /// Convert Magenta's arbitrary-style ONNX networks into the instant-style network file.
+    ImportArbitrary(instant::ImportArgs),
+    /// Print the 100-value style vector the instant-style network sees in a painting.
+    StyleVector(instant::VectorArgs),
     /// List the bundled and your own styles.
     Models(models::Args),
     /// Train a new style from a painting and a folder of photos.
@@ -59,6 +64,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Stylize(a)) => stylize::run(a),
         Some(Command::Import(a)) => import::run(a),
+        Some(Command::ImportArbitrary(a)) => instant::import(a),
+        Some(Command::StyleVector(a)) => instant::style_vector(a),
         Some(Command::Models(a)) => models::run(a),
         Some(Command::Train(a)) => train::run(a),
         Some(Command::Eval(a)) => eval::run(a),

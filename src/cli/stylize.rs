@@ -4,6 +4,8 @@ use atelier::image_io::{self, OutputFormat};
 use atelier::model::format::read_meta;
 use atelier::model::registry::{file_stem_for, Registry};
 use atelier::output_plan;
+use atelier::stylize::blend::blend;
+use atelier::stylize::instant::{mix, InstantStylizer, StyleVector};
 use atelier::stylize::tiling::MIN_CORE;
 use atelier::stylize::{Hooks, StylizeOptions, Stylizer, Tiling};
 use atelier::Error;
@@ -18,15 +20,25 @@ pub struct Args {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Style name (see `atelier models`) or path to a model file.
-    #[arg(short, long)]
-    style: String,
+    #[arg(
+        short,
+        long,
+        required_unless_present = "style_image",
+        conflicts_with = "style_image"
+    )]
+    style: Option<String>,
+    /// Any painting as an instant style (no training): `PAINTING` or `PAINTING:WEIGHT`.
+    /// Repeat to mix paintings by weight.
+    #[arg(long = "style-image", value_name = "PAINTING[:WEIGHT]", value_parser = parse_style_image)]
+    style_image: Vec<(PathBuf, f32)>,
     /// Output file (one input only); the extension picks PNG, JPEG or WebP.
     #[arg(short, long, conflicts_with = "out_dir")]
     output: Option<PathBuf>,
     /// Folder for outputs, named `<photo>_<style>.png`. Default: beside each photo.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// 0 keeps the photo, 1 applies the full style.
+    /// 0 keeps the photo, 1 applies the full style. With --style-image it moves the style
+    /// vector from the photo's own towards the painting's.
     #[arg(long, default_value_t = 1.0, value_parser = parse_strength)]
     strength: f32,
     /// Keep the photo's colours; take only brush work and light from the style.
@@ -72,6 +84,26 @@ fn parse_tile(s: &str) -> Result<u32, String> {
     }
 }
 
+/// `PAINTING` or `PAINTING:WEIGHT`; a colon followed by something that is not a number
+/// is part of the file name.
+fn parse_style_image(s: &str) -> Result<(PathBuf, f32), String> {
+    if let Some((path, w)) = s.rsplit_once(':') {
+        if let Ok(w) = w.parse::<f32>() {
+            if !(w > 0.0 && w.is_finite()) {
+                return Err(format!("the weight of '{path}' must be a positive number"));
+            }
+            return Ok((PathBuf::from(path), w));
+        }
+    }
+    Ok((PathBuf::from(s), 1.0))
+}
+
+/// What restyles the photos: a trained style, or the instant network under a style vector.
+enum Engine {
+    Trained(Box<Stylizer>),
+    Instant(Box<InstantStylizer>, StyleVector),
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.output.is_some() && a.images.len() > 1 {
         anyhow::bail!("-o/--output takes one input image; use --out-dir for several");
@@ -80,8 +112,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         OutputFormat::from_path(out)?;
     }
     let registry = Registry::from_env();
-    let model_path = registry.resolve(&a.style)?;
-    let style_label = file_stem_for(&read_meta(&model_path)?.name);
+    let (model_path, style_label) = match &a.style {
+        Some(style) => {
+            let path = registry.resolve(style)?;
+            let label = file_stem_for(&read_meta(&path)?.name);
+            (Some(path), label)
+        }
+        None => (None, instant_label(&a.style_image)),
+    };
     let outputs: Vec<PathBuf> = a
         .images
         .iter()
@@ -98,7 +136,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .collect();
     output_plan::check(&pairs)?;
     let device = open_device(a.device, a.json)?;
-    let stylizer = Stylizer::load(&model_path, &device)?;
+    let engine = match &model_path {
+        Some(path) => Engine::Trained(Box::new(Stylizer::load(path, &device)?)),
+        None => {
+            let net = InstantStylizer::bundled(&device)?;
+            let mut parts = Vec::new();
+            for (painting, weight) in &a.style_image {
+                let img = image_io::load_rgb(painting)?;
+                parts.push((net.style_vector(&img)?, *weight));
+            }
+            let vector = mix(&parts)?;
+            Engine::Instant(Box::new(net), vector)
+        }
+    };
     let opts = StylizeOptions {
         strength: a.strength,
         preserve_colors: a.preserve_colors,
@@ -113,7 +163,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     for (i, (input, out)) in pairs.iter().enumerate() {
         let started = Instant::now();
         let result = stylize_one(
-            &stylizer,
+            &engine,
             input,
             out,
             &a,
@@ -172,8 +222,17 @@ fn default_output(input: &Path, out_dir: Option<&Path>, style: &str) -> PathBuf 
     dir.join(name)
 }
 
+/// `<painting>` or `<painting1>+<painting2>` for default output names.
+fn instant_label(paintings: &[(PathBuf, f32)]) -> String {
+    paintings
+        .iter()
+        .map(|(p, _)| file_stem_for(&p.file_stem().unwrap_or_default().to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 fn stylize_one(
-    stylizer: &Stylizer,
+    engine: &Engine,
     input: &Path,
     out: &Path,
     a: &Args,
@@ -218,7 +277,19 @@ fn stylize_one(
         tile_done: None,
         cancel: Some(cancel),
     };
-    let result = stylizer.stylize(&photo, opts, &mut hooks);
+    let result = match engine {
+        Engine::Trained(stylizer) => stylizer.stylize(&photo, opts, &mut hooks),
+        Engine::Instant(net, vector) => {
+            net.stylize(&photo, vector, opts.strength, &mut hooks)
+                .map(|styled| {
+                    if opts.preserve_colors {
+                        blend(&photo, &styled, 1.0, true)
+                    } else {
+                        styled
+                    }
+                })
+        }
+    };
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }

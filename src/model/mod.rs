@@ -1,5 +1,6 @@
 //! Style networks, their file format and importers.
 
+pub mod arbitrary;
 pub mod conv_rewrite;
 pub mod cpu_conv;
 pub mod cuda_ops;
@@ -9,6 +10,8 @@ pub mod gpu_conv;
 pub mod import;
 pub mod johnson;
 pub mod layers;
+pub mod magenta_import;
+pub mod onnx;
 pub mod registry;
 
 use candle_core::{DType, Device, Module, Tensor};

@@ -1,6 +1,7 @@
 //! Inference: load a style once, restyle any number of images with it.
 
 pub mod blend;
+pub mod instant;
 pub mod resample;
 pub mod thumbnail;
 pub mod tiling;

@@ -1,0 +1,527 @@
+//! Magenta's arbitrary-style networks (Ghiasi et al., BMVC 2017), as published int8 on TF Hub
+//! and run here in float: a style *predictor* (a distilled MobileNetV2) turns any painting
+//! into a 100-value style vector, and a style *transformer* repaints a photo under the
+//! conditional instance norms that vector drives. No training per style: any painting is a
+//! style at once.
+//!
+//! Parameter names are the TensorFlow scopes of the graph with `/` as `.`, so the importer
+//! ([`super::magenta_import`]) needs no renaming table.
+
+use super::layers::{reflect_pad, upsample2_reflect_pad, Conv};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// Length of the style vector.
+pub const STYLE_DIM: usize = 100;
+/// The predictor's input side: paintings are resized to this square.
+pub const PREDICTOR_SIDE: usize = 256;
+/// The transformer halves the size twice and doubles it back: sides must be multiples of 4.
+pub const SIDE_MULTIPLE: usize = 4;
+/// Reflection padding of the 9×9 convs needs more than 4 pixels per side, at a quarter size too.
+pub const MIN_SIDE: usize = 20;
+/// MobileNetV2's inverted-residual stages: (expansion, output channels, blocks, first stride).
+const STAGES: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
+
+/// A convolution with TensorFlow's "SAME" padding (the extra pixel, if any, at the bottom and
+/// right), any group count, and an optional ReLU6.
+#[derive(Debug, Clone)]
+struct SameConv {
+    weight: Tensor,
+    bias: Tensor,
+    stride: usize,
+    groups: usize,
+    relu6: bool,
+}
+
+impl SameConv {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+        relu6: bool,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (c_out, c_in / groups, k, k),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = vb.get_with_hints(c_out, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            groups,
+            relu6,
+        })
+    }
+
+    fn same_pad(size: usize, k: usize, stride: usize) -> (usize, usize) {
+        let out = size.div_ceil(stride);
+        let total = ((out - 1) * stride + k).saturating_sub(size);
+        (total / 2, total - total / 2)
+    }
+}
+
+impl Module for SameConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let k = self.weight.dim(3)?;
+        let (top, bottom) = Self::same_pad(h, k, self.stride);
+        let (left, right) = Self::same_pad(w, k, self.stride);
+        let x = if top == bottom && left == right && top == left {
+            x.clone()
+        } else {
+            x.pad_with_zeros(2, top, bottom)?
+                .pad_with_zeros(3, left, right)?
+        };
+        let p = if top == bottom && left == right && top == left {
+            top
+        } else {
+            0
+        };
+        let y = if k == 1 && self.stride == 1 && self.groups == 1 {
+            // A pointwise conv is one matrix product; candle's conv2d would unfold it first.
+            let (n, c, h, w) = x.dims4()?;
+            let o = self.weight.dim(0)?;
+            self.weight
+                .reshape((1, o, c))?
+                .broadcast_matmul(&x.reshape((n, c, h * w))?)?
+                .reshape((n, o, h, w))?
+        } else if self.groups > 1 && x.device().is_cpu() && x.dtype() == DType::F32 {
+            // candle runs a grouped conv as one conv per group: 960 tiny calls per layer,
+            // 50× slower than this direct loop.
+            depthwise_cpu(&x, &self.weight, p, self.stride)?
+        } else {
+            x.conv2d(&self.weight, p, self.stride, 1, self.groups)?
+        };
+        let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
+        if self.relu6 {
+            y.clamp(0f32, 6f32)
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+/// A depthwise (one filter per channel) conv of an f32 NCHW tensor on the CPU, with `pad`
+/// zeros on every side.
+fn depthwise_cpu(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let (n, c, h, wd) = x.dims4()?;
+    let (_, _, k, _) = w.dims4()?;
+    let (oh, ow) = (
+        (h + 2 * pad - k) / stride + 1,
+        (wd + 2 * pad - k) / stride + 1,
+    );
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let ws = w.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; n * c * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let ch = plane % c;
+            let src = &xs[plane * h * wd..][..h * wd];
+            let f = &ws[ch * k * k..][..k * k];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0f32;
+                    for ky in 0..k {
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let row = &src[iy as usize * wd..][..wd];
+                        for kx in 0..k {
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if ix >= 0 && ix < wd as isize {
+                                acc += row[ix as usize] * f[ky * k + kx];
+                            }
+                        }
+                    }
+                    o[oy * ow + ox] = acc;
+                }
+            }
+        });
+    Tensor::from_vec(out, (n, c, oh, ow), x.device())
+}
+
+/// One inverted residual: 1×1 expand, 3×3 depthwise, 1×1 linear projection, plus the input
+/// when shapes allow.
+#[derive(Debug, Clone)]
+struct InvertedResidual {
+    expand: Option<SameConv>,
+    depthwise: SameConv,
+    project: SameConv,
+    residual: bool,
+}
+
+impl InvertedResidual {
+    fn new(vb: VarBuilder, c_in: usize, c_out: usize, t: usize, stride: usize) -> Result<Self> {
+        let hidden = c_in * t;
+        let expand = if t == 1 {
+            None
+        } else {
+            Some(SameConv::new(vb.pp("expand"), c_in, hidden, 1, 1, 1, true)?)
+        };
+        Ok(Self {
+            expand,
+            depthwise: SameConv::new(vb.pp("depthwise"), hidden, hidden, 3, stride, hidden, true)?,
+            project: SameConv::new(vb.pp("project"), hidden, c_out, 1, 1, 1, false)?,
+            residual: stride == 1 && c_in == c_out,
+        })
+    }
+}
+
+impl Module for InvertedResidual {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = match &self.expand {
+            Some(e) => e.forward(x)?,
+            None => x.clone(),
+        };
+        let y = self.project.forward(&self.depthwise.forward(&h)?)?;
+        if self.residual {
+            y + x
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+/// Painting → style vector: MobileNetV2 (width 1.0) → global average → 1×1 conv to 100 values.
+#[derive(Debug, Clone)]
+pub struct StylePredictor {
+    stem: SameConv,
+    blocks: Vec<InvertedResidual>,
+    head: SameConv,
+    bottleneck: SameConv,
+}
+
+impl StylePredictor {
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        let m = vb.pp("MobilenetV2");
+        let stem = SameConv::new(m.pp("Conv"), 3, 32, 3, 2, 1, true)?;
+        let mut blocks = Vec::new();
+        let mut c_in = 32;
+        for (t, c, n, s) in STAGES {
+            for i in 0..n {
+                let name = match blocks.len() {
+                    0 => "expanded_conv".to_string(),
+                    k => format!("expanded_conv_{k}"),
+                };
+                let stride = if i == 0 { s } else { 1 };
+                blocks.push(InvertedResidual::new(m.pp(name), c_in, c, t, stride)?);
+                c_in = c;
+            }
+        }
+        let head = SameConv::new(m.pp("Conv_1"), c_in, 1280, 1, 1, 1, true)?;
+        let bottleneck = SameConv::new(
+            vb.pp("mobilenet_conv").pp("Conv"),
+            1280,
+            STYLE_DIM,
+            1,
+            1,
+            1,
+            false,
+        )?;
+        Ok(Self {
+            stem,
+            blocks,
+            head,
+            bottleneck,
+        })
+    }
+
+    /// `(N, 3, 256, 256)` RGB 0..1 → `(N, 100)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        if c != 3 || h != PREDICTOR_SIDE || w != PREDICTOR_SIDE {
+            candle_core::bail!(
+                "the style predictor takes (N, 3, {PREDICTOR_SIDE}, {PREDICTOR_SIDE}) paintings, not {:?}",
+                x.dims()
+            );
+        }
+        let mut y = self.stem.forward(x)?;
+        for b in &self.blocks {
+            y = b.forward(&y)?;
+        }
+        let pooled = self
+            .head
+            .forward(&y)?
+            .mean_keepdim(D::Minus1)?
+            .mean_keepdim(2)?;
+        self.bottleneck.forward(&pooled)?.flatten_from(1)
+    }
+}
+
+/// Instance norm whose scale and shift are computed from the style vector
+/// (`gamma = Conv_1(v)`, `beta = Conv(v)`, two 1×1 convs in the original graph).
+#[derive(Debug, Clone)]
+struct ConditionalNorm {
+    gamma: candle_nn::Linear,
+    beta: candle_nn::Linear,
+}
+
+impl ConditionalNorm {
+    fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+        let linear = |vb: VarBuilder| -> Result<candle_nn::Linear> {
+            let w = vb.get_with_hints(
+                (channels, STYLE_DIM, 1, 1),
+                "weight",
+                candle_nn::init::DEFAULT_KAIMING_NORMAL,
+            )?;
+            let b = vb.get_with_hints(channels, "bias", candle_nn::Init::Const(0.0))?;
+            Ok(candle_nn::Linear::new(
+                w.reshape((channels, STYLE_DIM))?,
+                Some(b),
+            ))
+        };
+        Ok(Self {
+            gamma: linear(vb.pp("Conv_1"))?,
+            beta: linear(vb.pp("Conv"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, style: &Tensor, eps: f64) -> Result<Tensor> {
+        let (n, c, _, _) = x.dims4()?;
+        let gamma = self.gamma.forward(style)?.reshape((n, c, 1, 1))?;
+        let beta = self.beta.forward(style)?.reshape((n, c, 1, 1))?;
+        // Statistics in f32 over the whole image: the 1e-5 epsilon is below f16's resolution.
+        let xf = x.to_dtype(DType::F32)?;
+        let flat = xf.flatten_from(2)?;
+        let mean = flat.mean_keepdim(D::Minus1)?;
+        let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
+        let mean = mean.unsqueeze(D::Minus1)?;
+        let scale = (var.unsqueeze(D::Minus1)? + eps)?
+            .sqrt()?
+            .recip()?
+            .broadcast_mul(&gamma)?;
+        let shift = (beta - mean.broadcast_mul(&scale)?)?;
+        xf.broadcast_mul(&scale)?
+            .broadcast_add(&shift)?
+            .to_dtype(x.dtype())
+    }
+}
+
+/// A reflect-padded conv, optionally after a nearest ×2 upsampling, with an optional
+/// conditional norm.
+#[derive(Debug, Clone)]
+struct TransformerConv {
+    conv: Conv,
+    pad: usize,
+    upsample: bool,
+    norm: Option<ConditionalNorm>,
+}
+
+impl TransformerConv {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vb: VarBuilder,
+        style_vb: Option<VarBuilder>,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        upsample: bool,
+    ) -> Result<Self> {
+        Ok(Self {
+            conv: Conv::new(&vb, c_in, c_out, k, stride, true)?,
+            pad: k / 2,
+            upsample,
+            norm: style_vb
+                .map(|s| ConditionalNorm::new(s.pp("StyleNorm"), c_out))
+                .transpose()?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, style: &Tensor, eps: f64) -> Result<Tensor> {
+        let padded = if self.upsample {
+            upsample2_reflect_pad(x, self.pad)?
+        } else {
+            reflect_pad(x, self.pad)?
+        };
+        let y = self.conv.forward(&padded)?;
+        match &self.norm {
+            Some(n) => n.forward(&y, style, eps),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Photo + style vector → stylised photo. Three convs down (8, 16, 32 channels) with plain
+/// biases, five residual blocks and three convs up under conditional instance norms, sigmoid.
+#[derive(Debug, Clone)]
+pub struct StyleTransformer {
+    contract: [TransformerConv; 3],
+    residual: Vec<[TransformerConv; 2]>,
+    expand: [TransformerConv; 3],
+    eps: f64,
+}
+
+impl StyleTransformer {
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        let t = vb.pp("transformer");
+        let s = vb.pp("style_params").pp("transformer");
+        let c = t.pp("contract");
+        let contract = [
+            TransformerConv::new(c.pp("conv1"), None, 3, 8, 9, 1, false)?,
+            TransformerConv::new(c.pp("conv2"), None, 8, 16, 3, 2, false)?,
+            TransformerConv::new(c.pp("conv3"), None, 16, 32, 3, 2, false)?,
+        ];
+        let residual = (1..=5)
+            .map(|i| {
+                let name = format!("residual{i}");
+                let (r, rs) = (t.pp("residual").pp(&name), s.pp("residual").pp(&name));
+                Ok([
+                    TransformerConv::new(r.pp("conv1"), Some(rs.pp("conv1")), 32, 32, 3, 1, false)?,
+                    TransformerConv::new(r.pp("conv2"), Some(rs.pp("conv2")), 32, 32, 3, 1, false)?,
+                ])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (e, es) = (t.pp("expand"), s.pp("expand"));
+        let expand = [
+            TransformerConv::new(
+                e.pp("conv1").pp("conv"),
+                Some(es.pp("conv1").pp("conv")),
+                32,
+                16,
+                3,
+                1,
+                true,
+            )?,
+            TransformerConv::new(
+                e.pp("conv2").pp("conv"),
+                Some(es.pp("conv2").pp("conv")),
+                16,
+                8,
+                3,
+                1,
+                true,
+            )?,
+            TransformerConv::new(
+                e.pp("conv3").pp("conv"),
+                Some(es.pp("conv3").pp("conv")),
+                8,
+                3,
+                9,
+                1,
+                false,
+            )?,
+        ];
+        let eps = vb
+            .get_with_hints(1, "norm_epsilon", candle_nn::Init::Const(1e-5))?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?[0];
+        Ok(Self {
+            contract,
+            residual,
+            expand,
+            eps,
+        })
+    }
+
+    /// `(N, 3, H, W)` RGB 0..1 with H and W multiples of 4, and `(N, 100)` style vectors →
+    /// `(N, 3, H, W)` RGB 0..1.
+    pub fn forward(&self, x: &Tensor, style: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if c != 3 || h % SIDE_MULTIPLE != 0 || w % SIDE_MULTIPLE != 0 || h.min(w) < MIN_SIDE {
+            candle_core::bail!(
+                "the style transformer takes (N, 3, H, W) with H and W multiples of {SIDE_MULTIPLE} and at least {MIN_SIDE}, not {:?}",
+                x.dims()
+            );
+        }
+        if style.dims() != [n, STYLE_DIM] {
+            candle_core::bail!(
+                "one {STYLE_DIM}-value style vector per image expected, got {:?}",
+                style.dims()
+            );
+        }
+        let style = style.to_dtype(DType::F32)?;
+        let eps = self.eps;
+        let mut y = x.clone();
+        for l in &self.contract {
+            y = l.forward(&y, &style, eps)?.relu()?;
+        }
+        for [a, b] in &self.residual {
+            let r = a.forward(&y, &style, eps)?.relu()?;
+            y = (b.forward(&r, &style, eps)? + y)?;
+        }
+        let [e1, e2, e3] = &self.expand;
+        y = e1.forward(&y, &style, eps)?.relu()?;
+        y = e2.forward(&y, &style, eps)?.relu()?;
+        candle_nn::ops::sigmoid(&e3.forward(&y, &style, eps)?)
+    }
+}
+
+/// Both networks, as loaded from one model file.
+#[derive(Debug, Clone)]
+pub struct ArbitraryNet {
+    pub predictor: StylePredictor,
+    pub transformer: StyleTransformer,
+}
+
+impl ArbitraryNet {
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            predictor: StylePredictor::new(vb.clone())?,
+            transformer: StyleTransformer::new(vb)?,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        self.transformer.contract[0].conv.weight.device()
+    }
+}
+
+/// Name → shape of every parameter, from the network code itself (built against an empty
+/// `VarMap`), so the importer and the loader can never disagree with it.
+pub fn param_specs() -> std::collections::BTreeMap<String, Vec<usize>> {
+    let vm = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    ArbitraryNet::new(vb).expect("building the network on the CPU cannot fail");
+    let data = vm.data().lock().expect("varmap lock");
+    data.iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensorflow_same_padding_puts_the_odd_pixel_last() {
+        assert_eq!(SameConv::same_pad(256, 3, 2), (0, 1));
+        assert_eq!(SameConv::same_pad(255, 3, 2), (1, 1));
+        assert_eq!(SameConv::same_pad(16, 3, 1), (1, 1));
+        assert_eq!(SameConv::same_pad(16, 1, 1), (0, 0));
+    }
+
+    #[test]
+    fn the_network_has_the_published_shape() {
+        let specs = param_specs();
+        // 52 convs in the predictor, 3 + 10 + 3 in the transformer, 2 × 13 style projections,
+        // each with a bias, plus the norm epsilon.
+        assert_eq!(specs.len(), 2 * (53 + 16 + 26) + 1, "{specs:#?}");
+        assert_eq!(
+            specs["MobilenetV2.expanded_conv_16.depthwise.weight"],
+            vec![960, 1, 3, 3]
+        );
+        assert_eq!(specs["mobilenet_conv.Conv.weight"], vec![100, 1280, 1, 1]);
+        assert_eq!(
+            specs["style_params.transformer.expand.conv3.conv.StyleNorm.Conv_1.weight"],
+            vec![3, 100, 1, 1]
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Instant styles: any painting becomes a style with one pass of Magenta's style predictor,
+//! and photos are repainted by the arbitrary-style transformer under that style vector.
+//!
+//! Strength here moves the style vector from the photo's own (what the predictor sees in the
+//! photo) towards the painting's, as Magenta does: the image stays coherent at every strength,
+//! where a pixel blend would only fade the painting in over the photo.
+
+use super::{image_to_tensor, tensor_to_image, Hooks};
+use crate::model::arbitrary::{ArbitraryNet, MIN_SIDE, PREDICTOR_SIDE, SIDE_MULTIPLE, STYLE_DIM};
+use crate::model::magenta_import;
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use std::path::Path;
+
+/// A style vector: what the predictor says about a painting.
+pub type StyleVector = Vec<f32>;
+
+/// The arbitrary-style network, loaded once, ready for any painting and any photo.
+pub struct InstantStylizer {
+    net: ArbitraryNet,
+}
+
+impl InstantStylizer {
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Ok(Self {
+            net: magenta_import::load(path, device)?,
+        })
+    }
+
+    /// The network bundled with Atelier (`models/instant/`).
+    pub fn bundled(device: &Device) -> Result<Self> {
+        let path = magenta_import::bundled_path().ok_or_else(|| {
+            Error::Invalid(format!(
+                "the instant-style network ({}) is missing from this installation's models folder",
+                magenta_import::BUNDLED_FILE
+            ))
+        })?;
+        Self::load(&path, device)
+    }
+
+    pub fn device(&self) -> &Device {
+        self.net.device()
+    }
+
+    /// The painting's style vector; any size of painting (it is resized to 256², as the
+    /// predictor was trained).
+    pub fn style_vector(&self, painting: &RgbImage) -> Result<StyleVector> {
+        if painting.width() == 0 || painting.height() == 0 {
+            return Err(Error::Invalid("the painting is empty".into()));
+        }
+        let side = PREDICTOR_SIDE as u32;
+        let small = image::imageops::resize(
+            painting,
+            side,
+            side,
+            image::imageops::FilterType::CatmullRom,
+        );
+        self.style_vector_exact(&small)
+    }
+
+    /// The style vector of an image that is already the predictor's 256×256 input.
+    pub fn style_vector_exact(&self, input: &RgbImage) -> Result<StyleVector> {
+        let (w, h) = input.dimensions();
+        let x = (image_to_tensor(input, 0, 0, w, h, self.device())? / 255.0)?;
+        Ok(self.net.predictor.forward(&x)?.flatten_all()?.to_vec1()?)
+    }
+
+    /// Repaints `photo` under `style` at `strength` (0 = the photo's own style vector,
+    /// 1 = the painting's). Output has the photo's exact size.
+    pub fn stylize(
+        &self,
+        photo: &RgbImage,
+        style: &[f32],
+        strength: f32,
+        hooks: &mut Hooks,
+    ) -> Result<RgbImage> {
+        if style.len() != STYLE_DIM {
+            return Err(Error::Invalid(format!(
+                "a style vector has {STYLE_DIM} values, not {}",
+                style.len()
+            )));
+        }
+        let (w, h) = photo.dimensions();
+        if w == 0 || h == 0 {
+            return Err(Error::Invalid("the photo is empty".into()));
+        }
+        hooks.report(0, 2);
+        let vector = if strength >= 1.0 {
+            style.to_vec()
+        } else {
+            let own = self.style_vector(photo)?;
+            interpolate(&own, style, strength)
+        };
+        hooks.check_cancel()?;
+        hooks.report(1, 2);
+        let x = (image_to_tensor(photo, 0, 0, w, h, self.device())? / 255.0)?;
+        // Edge-replicate up to the sizes the network takes, and crop back afterwards.
+        let (hp, wp) = (padded_side(h as usize), padded_side(w as usize));
+        let x = x
+            .pad_with_same(2, 0, hp - h as usize)?
+            .pad_with_same(3, 0, wp - w as usize)?;
+        let v = Tensor::from_vec(vector, (1, STYLE_DIM), self.device())?;
+        let y = self.net.transformer.forward(&x, &v)?;
+        let y = (y.narrow(2, 0, h as usize)?.narrow(3, 0, w as usize)? * 255.0)?;
+        hooks.check_cancel()?;
+        let out = tensor_to_image(&y)?;
+        hooks.report(2, 2);
+        Ok(out)
+    }
+}
+
+/// The smallest side at least `n` that the transformer takes.
+fn padded_side(n: usize) -> usize {
+    n.max(MIN_SIDE).div_ceil(SIDE_MULTIPLE) * SIDE_MULTIPLE
+}
+
+/// `(1 - t)·from + t·to`.
+pub fn interpolate(from: &[f32], to: &[f32], t: f32) -> StyleVector {
+    let t = t.clamp(0.0, 1.0);
+    from.iter()
+        .zip(to)
+        .map(|(a, b)| (1.0 - t) * a + t * b)
+        .collect()
+}
+
+/// A weighted mean of style vectors: mixing paintings. Weights need not sum to 1.
+pub fn mix(parts: &[(StyleVector, f32)]) -> Result<StyleVector> {
+    let total: f32 = parts.iter().map(|(_, w)| *w).sum();
+    let bad_weight = parts.iter().any(|(_, w)| *w < 0.0 || !w.is_finite());
+    if parts.is_empty() || bad_weight || total <= 0.0 {
+        return Err(Error::Invalid(
+            "style weights must be positive numbers (e.g. --style-image a.jpg:2 --style-image b.jpg:1)"
+                .into(),
+        ));
+    }
+    let mut out = vec![0.0; STYLE_DIM];
+    for (v, w) in parts {
+        if v.len() != STYLE_DIM {
+            return Err(Error::Invalid(format!(
+                "a style vector has {STYLE_DIM} values, not {}",
+                v.len()
+            )));
+        }
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += x * w / total;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_round_up_to_what_the_network_takes() {
+        assert_eq!(padded_side(472), 472);
+        assert_eq!(padded_side(473), 476);
+        assert_eq!(padded_side(3), MIN_SIDE);
+    }
+
+    #[test]
+    fn mixing_is_a_weighted_mean() {
+        let a = vec![1.0; STYLE_DIM];
+        let b = vec![4.0; STYLE_DIM];
+        let m = mix(&[(a.clone(), 2.0), (b.clone(), 1.0)]).unwrap();
+        assert!(m.iter().all(|&x| (x - 2.0).abs() < 1e-6));
+        assert!(mix(&[(a.clone(), 0.0)]).is_err());
+        assert!(mix(&[(a, 1.0), (b, -1.0)]).is_err());
+        assert!(mix(&[]).is_err());
+    }
+
+    #[test]
+    fn interpolation_ends_at_both_vectors() {
+        let a = vec![0.0; 3];
+        let b = vec![2.0; 3];
+        assert_eq!(interpolate(&a, &b, 0.0), a);
+        assert_eq!(interpolate(&a, &b, 1.0), b);
+        assert_eq!(interpolate(&a, &b, 0.25), vec![0.5; 3]);
+    }
+}

@@ -1,0 +1,276 @@
+//! Instant styles: Magenta's arbitrary-style networks on candle.
+//!
+//! The conformance tests read `$ATELIER_REFERENCE_DIR/../models/magenta-arbitrary` (the ONNX
+//! files and onnxruntime's float results; `.ci/run` sets the variable). The others use the
+//! network bundled in `models/instant/`.
+
+mod common;
+
+use atelier::model::magenta_import;
+use atelier::stylize::instant::{mix, InstantStylizer};
+use atelier::stylize::Hooks;
+use candle_core::Device;
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn magenta_dir() -> PathBuf {
+    let reference = std::env::var_os("ATELIER_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .expect("set ATELIER_REFERENCE_DIR to ../shared/reference");
+    let dir = reference.join("../models/magenta-arbitrary");
+    assert!(dir.is_dir(), "{} is not a folder", dir.display());
+    dir
+}
+
+fn load_png(p: &Path) -> RgbImage {
+    image::open(p).unwrap().to_rgb8()
+}
+
+fn expected_vector(dir: &Path, style: &str) -> Vec<f32> {
+    let text =
+        std::fs::read_to_string(dir.join(format!("expected/style_vector_{style}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn bundled() -> InstantStylizer {
+    InstantStylizer::bundled(&Device::Cpu).expect("the bundled instant-style network loads")
+}
+
+fn atelier() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_atelier"))
+}
+
+/// Checks a network against onnxruntime's float results: the style vectors of both paintings
+/// and the transformer's output on chicago under each.
+fn assert_conforms(net: &InstantStylizer, dir: &Path, min_psnr: f64) {
+    let e = dir.join("expected");
+    let content = load_png(&e.join("chicago_712x472.png"));
+    for style in ["wave", "udnie"] {
+        let v = net
+            .style_vector_exact(&load_png(&e.join(format!("style_{style}_256.png"))))
+            .unwrap();
+        let want = expected_vector(dir, style);
+        let worst = v
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let scale = want.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
+        assert!(
+            worst <= 1e-3 * scale.max(1.0),
+            "{style}: style vector off by up to {worst}"
+        );
+        let out = net
+            .stylize(&content, &want, 1.0, &mut Hooks::default())
+            .unwrap();
+        let expected = load_png(&e.join(format!("expected_chicago_{style}.png")));
+        let p = common::psnr(&out, &expected);
+        assert!(p >= min_psnr, "{style}: {p:.1} dB against onnxruntime");
+        eprintln!("{style}: vector within {worst:.2e}, image {p:.1} dB");
+    }
+}
+
+#[test]
+#[ignore = "needs ../shared (ATELIER_REFERENCE_DIR)"]
+fn the_onnx_import_reproduces_onnxruntime() {
+    let dir = magenta_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("arbitrary.safetensors");
+    let st = atelier()
+        .arg("import-arbitrary")
+        .arg("--predictor")
+        .arg(dir.join("arbitrary_predict.onnx"))
+        .arg("--transformer")
+        .arg(dir.join("arbitrary_transform.onnx"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let net = InstantStylizer::load(&out, &Device::Cpu).unwrap();
+    assert_conforms(&net, &dir, 40.0);
+}
+
+#[test]
+#[ignore = "needs ../shared (ATELIER_REFERENCE_DIR)"]
+fn the_bundled_network_reproduces_onnxruntime() {
+    assert_conforms(&bundled(), &magenta_dir(), 40.0);
+}
+
+#[test]
+#[ignore = "needs ../shared (ATELIER_REFERENCE_DIR)"]
+fn a_style_file_given_as_the_predictor_is_refused() {
+    let dir = magenta_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.onnx");
+    std::fs::write(&junk, b"\x08\x07\x12\x04nope").unwrap();
+    let err = magenta_import::params_from_onnx(&dir.join("arbitrary_transform.onnx"), &junk)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("not Magenta's arbitrary-style") || err.contains("ONNX"),
+        "{err}"
+    );
+}
+
+#[test]
+fn any_photo_size_comes_back_at_its_own_size() {
+    let net = bundled();
+    let painting = common::photo(300, 200);
+    let v = net.style_vector(&painting).unwrap();
+    for (w, h) in [(37, 23), (101, 67), (5, 3), (64, 64)] {
+        let out = net
+            .stylize(&common::photo(w, h), &v, 1.0, &mut Hooks::default())
+            .unwrap();
+        assert_eq!(out.dimensions(), (w, h));
+    }
+}
+
+#[test]
+fn strength_moves_from_the_photo_towards_the_painting() {
+    let net = bundled();
+    // A painting unlike the photo: hard black-and-yellow stripes.
+    let painting = RgbImage::from_fn(256, 256, |x, y| {
+        if (x / 16 + y / 16) % 2 == 0 {
+            image::Rgb([250, 210, 20])
+        } else {
+            image::Rgb([10, 10, 40])
+        }
+    });
+    let v = net.style_vector(&painting).unwrap();
+    let photo = common::photo(96, 72);
+    let distance = |strength: f32| {
+        let out = net
+            .stylize(&photo, &v, strength, &mut Hooks::default())
+            .unwrap();
+        common::psnr(&out, &photo)
+    };
+    let (weak, strong) = (distance(0.0), distance(1.0));
+    assert!(
+        weak > strong + 1.0,
+        "strength 0 should stay closer to the photo: {weak:.1} dB vs {strong:.1} dB at 1"
+    );
+}
+
+#[test]
+fn different_paintings_give_different_vectors_and_mixing_lies_between() {
+    let net = bundled();
+    let a = net.style_vector(&common::photo(200, 300)).unwrap();
+    let stripes = RgbImage::from_fn(128, 128, |x, _| image::Rgb([(x * 2) as u8, 0, 255]));
+    let b = net.style_vector(&stripes).unwrap();
+    let d = |x: &[f32], y: &[f32]| -> f32 {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    };
+    assert!(
+        d(&a, &b) > 1.0,
+        "two unlike paintings gave near-equal vectors"
+    );
+    let m = mix(&[(a.clone(), 1.0), (b.clone(), 1.0)]).unwrap();
+    assert!((d(&a, &m) - d(&m, &b)).abs() < 1e-3 * d(&a, &b));
+}
+
+#[test]
+fn the_command_line_takes_any_painting_and_mixes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photo = tmp.path().join("photo.png");
+    common::photo(90, 61).save(&photo).unwrap();
+    let a = tmp.path().join("stripes.png");
+    RgbImage::from_fn(300, 180, |x, _| image::Rgb([(x % 256) as u8, 40, 200]))
+        .save(&a)
+        .unwrap();
+    let b = tmp.path().join("dots.png");
+    common::photo(120, 160).save(&b).unwrap();
+
+    let out = atelier()
+        .arg("stylize")
+        .arg(&photo)
+        .arg("--style-image")
+        .arg(&a)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let single = load_png(&tmp.path().join("photo_stripes.png"));
+    assert_eq!(single.dimensions(), (90, 61));
+
+    let mixed_path = tmp.path().join("mixed.jpg");
+    let out = atelier()
+        .arg("stylize")
+        .arg(&photo)
+        .arg("--style-image")
+        .arg(format!("{}:3", a.display()))
+        .arg("--style-image")
+        .arg(format!("{}:1", b.display()))
+        .args(["--device", "cpu", "-o"])
+        .arg(&mixed_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mixed = load_png(&mixed_path);
+    assert_eq!(mixed.dimensions(), (90, 61));
+    assert!(
+        common::psnr(&mixed, &single) < 60.0,
+        "mixing changed nothing"
+    );
+
+    let out = atelier()
+        .arg("style-vector")
+        .arg(&a)
+        .args(["--json", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 100);
+
+    // --style and --style-image name two different styles.
+    let out = atelier()
+        .arg("stylize")
+        .arg(&photo)
+        .args(["--style", "wave", "--style-image"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = atelier()
+        .arg("stylize")
+        .arg(&photo)
+        .arg("--style-image")
+        .arg(format!("{}:-1", a.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("positive"));
+}
+
+#[test]
+fn a_style_model_is_not_taken_for_the_instant_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let style = common::model_file(tmp.path(), atelier::model::Variant::Johnson, "x");
+    let err = InstantStylizer::load(&style, &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("not the arbitrary-style network"), "{err}");
+}
