@@ -6,7 +6,7 @@ use crate::formats;
 use crate::model::import::{self, SourceKind};
 use crate::model::registry::Registry;
 use crate::model::Variant;
-use crate::stylize::{thumbnail, Stylizer};
+use crate::stylize::{instant, thumbnail, Stylizer};
 use crate::{fsutil, Error, Result};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,8 @@ pub struct Installed {
     pub variant: Variant,
 }
 
-/// Converts `src` (a PyTorch state dict, a fast-style-transfer folder or a native style),
+/// Converts `src` (a PyTorch state dict, a fast-style-transfer folder, a native style, or a
+/// painting, which becomes an instant style),
 /// renders its gallery thumbnail on the CPU, and writes it to `opts.destination`. Runs the
 /// network, so callers keep it off any UI thread.
 pub fn import_style(registry: &Registry, src: &Path, opts: &ImportOptions) -> Result<Installed> {
@@ -55,7 +56,8 @@ pub fn import_style(registry: &Registry, src: &Path, opts: &ImportOptions) -> Re
              (docs/model-format.md) and import that folder",
         ));
     }
-    let native = import::detect(src)? == SourceKind::Native;
+    let painting = formats::kind_of(src) == formats::Kind::Photo;
+    let native = !painting && import::detect(src)? == SourceKind::Native;
     let name = match &opts.name {
         Some(n) => n.trim().to_string(),
         None if native => crate::model::format::read_meta(src)?.name,
@@ -83,7 +85,11 @@ pub fn import_style(registry: &Registry, src: &Path, opts: &ImportOptions) -> Re
     if let Some((dest, _)) = &fixed {
         refuse_writing_over_source(src, dest)?;
     }
-    let mut model = import::import(src, &name)?;
+    let mut model = if painting {
+        instant::style_from_painting(src, &name)?
+    } else {
+        import::import(src, &name)?
+    };
     // Thumbnails are small; the CPU renders one in well under a second. A network that
     // cannot render one cannot stylise either, so that fails the import.
     model.thumbnail_png = Some(thumbnail::render(&Stylizer::new(&model, &Device::Cpu)?)?);

@@ -274,3 +274,71 @@ fn a_style_model_is_not_taken_for_the_instant_network() {
         .to_string();
     assert!(err.contains("not the arbitrary-style network"), "{err}");
 }
+
+#[test]
+fn a_painting_imported_as_a_style_restyles_like_the_painting_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let photo = tmp.path().join("photo.png");
+    common::photo(70, 50).save(&photo).unwrap();
+    let painting = tmp.path().join("stripes.png");
+    RgbImage::from_fn(200, 120, |x, y| {
+        image::Rgb([(x % 256) as u8, (y * 2 % 256) as u8, 60])
+    })
+    .save(&painting)
+    .unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = atelier()
+            .env("ATELIER_DATA_DIR", &data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "import".as_ref(),
+        painting.as_os_str(),
+        "--name".as_ref(),
+        "My Stripes".as_ref(),
+    ]);
+    let listed = run(&["models".as_ref()]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("My Stripes") && l.contains("instant")),
+        "{listed}"
+    );
+    let by_name = tmp.path().join("by_name.png");
+    let by_image = tmp.path().join("by_image.png");
+    let cpu: [&std::ffi::OsStr; 2] = ["--device".as_ref(), "cpu".as_ref()];
+    run(&[
+        &[
+            "stylize".as_ref(),
+            photo.as_os_str(),
+            "--style".as_ref(),
+            "My Stripes".as_ref(),
+            "-o".as_ref(),
+            by_name.as_os_str(),
+        ][..],
+        &cpu,
+    ]
+    .concat());
+    run(&[
+        &[
+            "stylize".as_ref(),
+            photo.as_os_str(),
+            "--style-image".as_ref(),
+            painting.as_os_str(),
+            "-o".as_ref(),
+            by_image.as_os_str(),
+        ][..],
+        &cpu,
+    ]
+    .concat());
+    assert_eq!(load_png(&by_name), load_png(&by_image));
+}

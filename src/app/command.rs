@@ -29,6 +29,10 @@ pub enum Command {
     DeleteStyle(StyleEntry),
     /// Ask for a model file to import.
     ImportDialog,
+    /// Ask for a painting to use as an instant style.
+    UsePaintingDialog,
+    /// Make an instant style from this painting, add it to the gallery and select it.
+    UsePainting(PathBuf),
     /// Show and stylise the open video's frame at this time (seconds).
     Seek(f64),
     /// Ask where to export the open video.
@@ -94,6 +98,13 @@ impl AtelierApp {
                     self.import(p);
                 }
             }
+            Command::UsePaintingDialog => {
+                if let Some(p) = dialogs::painting(self.settings.last_dir.as_deref()) {
+                    self.import(p);
+                }
+            }
+            // The importer makes an instant style of any image.
+            Command::UsePainting(p) => self.import(p),
             Command::Seek(t) => self.fetch_frame(t),
             Command::ExportVideoDialog => self.export_dialog(),
             Command::ExportVideo(p) => self.request_video_export(p),

@@ -24,6 +24,14 @@ pub fn model() -> Option<PathBuf> {
         .pick_file()
 }
 
+/// A painting to use as an instant style.
+pub fn painting(dir: Option<&Path>) -> Option<PathBuf> {
+    in_dir(rfd::FileDialog::new(), dir)
+        .set_title("Use a painting as a style")
+        .add_filter("Images", IMAGE_EXTENSIONS)
+        .pick_file()
+}
+
 /// Where to save the result; `name` is suggested.
 pub fn save_image(dir: Option<&Path>, name: String) -> Option<PathBuf> {
     in_dir(rfd::FileDialog::new(), dir)

@@ -156,6 +156,15 @@ impl GalleryPanel {
             ui.heading("Styles");
             ui.with_layout(egui::Layout::right_to_left(Align::Center), |ui| {
                 if ui
+                    .button("Use a painting…")
+                    .on_hover_text(
+                        "Any painting becomes a style at once (an instant style); train it later for full quality",
+                    )
+                    .clicked()
+                {
+                    actions.push(Command::UsePaintingDialog);
+                }
+                if ui
                     .button("Import…")
                     .on_hover_text("Add a PyTorch .pth/.model file or a fast-style-transfer folder (or drop it here)")
                     .clicked()

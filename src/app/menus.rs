@@ -51,6 +51,12 @@ fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &m
     };
     item(ui, true, "Open… (Ctrl+O)", Command::OpenDialog);
     item(ui, true, "Paste image (Ctrl+V)", Command::Paste);
+    item(
+        ui,
+        true,
+        "Use painting as style…",
+        Command::UsePaintingDialog,
+    );
     ui.menu_button("Open recent", |ui| {
         if settings.recent.is_empty() {
             ui.label("Nothing yet");

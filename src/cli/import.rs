@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A pytorch/examples `.pth`/`.model` state dict, or a fast-style-transfer folder (manifest.json).
+    /// A pytorch/examples `.pth`/`.model` state dict, a fast-style-transfer folder (manifest.json),
+    /// or a painting (any image), which becomes an instant style.
     src: PathBuf,
     /// Where to write the model. Default: your style folder, as `<name>.safetensors`.
     #[arg(short, long)]

@@ -42,7 +42,7 @@ pub struct Cli {
 pub enum Command {
     /// Restyle images with a style (a name from `atelier models`, or a model file).
     Stylize(stylize::Args),
-    /// Convert a PyTorch or fast-style-transfer checkpoint into an Atelier style.
+    /// Add a style: a PyTorch or fast-style-transfer checkpoint, or any painting (an instant style).
     Import(import::Args),
     /// Convert Magenta's arbitrary-style ONNX networks into the instant-style network file.
     ImportArbitrary(instant::ImportArgs),

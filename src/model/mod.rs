@@ -8,6 +8,7 @@ pub mod format;
 pub mod fst;
 pub mod gpu_conv;
 pub mod import;
+pub mod instant;
 pub mod johnson;
 pub mod layers;
 pub mod magenta_import;
@@ -32,6 +33,9 @@ pub enum Variant {
     Johnson,
     /// Engstrom's TensorFlow `fast-style-transfer`.
     Fst,
+    /// An instant style: a painting's style vector for Magenta's arbitrary-style network
+    /// (bundled in `models/instant/`); the file holds only the vector.
+    Instant,
 }
 
 impl Variant {
@@ -39,6 +43,7 @@ impl Variant {
         match self {
             Variant::Johnson => "johnson",
             Variant::Fst => "fst",
+            Variant::Instant => "instant",
         }
     }
 
@@ -46,6 +51,7 @@ impl Variant {
         match s {
             "johnson" => Some(Variant::Johnson),
             "fst" => Some(Variant::Fst),
+            "instant" => Some(Variant::Instant),
             _ => None,
         }
     }
@@ -54,9 +60,20 @@ impl Variant {
     pub fn param_specs(self) -> &'static BTreeMap<String, Vec<usize>> {
         static JOHNSON: OnceLock<BTreeMap<String, Vec<usize>>> = OnceLock::new();
         static FST: OnceLock<BTreeMap<String, Vec<usize>>> = OnceLock::new();
+        static INSTANT: OnceLock<BTreeMap<String, Vec<usize>>> = OnceLock::new();
         let cell = match self {
             Variant::Johnson => &JOHNSON,
             Variant::Fst => &FST,
+            // The network itself is shared by every instant style and loaded separately.
+            Variant::Instant => {
+                return INSTANT.get_or_init(|| {
+                    [(
+                        instant::VECTOR_TENSOR.to_string(),
+                        vec![1, arbitrary::STYLE_DIM],
+                    )]
+                    .into()
+                })
+            }
         };
         cell.get_or_init(|| {
             // Building the network against an empty VarMap records every parameter it asks for,
@@ -81,6 +98,8 @@ impl Variant {
         match self {
             Variant::Johnson => johnson::NORM_LAYERS,
             Variant::Fst => fst::NORM_LAYERS,
+            // Instant styles always run whole (`Stylizer::stylize_raw`).
+            Variant::Instant => 0,
         }
     }
 }
@@ -161,12 +180,13 @@ impl Precision {
     }
 }
 
-/// A style network of either variant.
+/// A style network of any variant.
 #[derive(Debug, Clone)]
 pub enum StyleNet {
-    // Boxed: both are a few hundred bytes of layer handles, and of different sizes.
+    // Boxed: each is a few hundred bytes of layer handles, and of different sizes.
     Johnson(Box<johnson::JohnsonNet>),
     Fst(Box<fst::FstNet>),
+    Instant(Box<instant::InstantNet>),
 }
 
 impl StyleNet {
@@ -174,6 +194,7 @@ impl StyleNet {
         Ok(match variant {
             Variant::Johnson => StyleNet::Johnson(Box::new(johnson::JohnsonNet::new(vb)?)),
             Variant::Fst => StyleNet::Fst(Box::new(fst::FstNet::new(vb)?)),
+            Variant::Instant => StyleNet::Instant(Box::new(instant::InstantNet::new(vb)?)),
         })
     }
 
@@ -181,6 +202,7 @@ impl StyleNet {
         match self {
             StyleNet::Johnson(_) => Variant::Johnson,
             StyleNet::Fst(_) => Variant::Fst,
+            StyleNet::Instant(_) => Variant::Instant,
         }
     }
 
@@ -188,7 +210,7 @@ impl StyleNet {
     pub fn first_weight(&self) -> Option<&Tensor> {
         match self {
             StyleNet::Johnson(n) => Some(n.first_weight()),
-            StyleNet::Fst(_) => None,
+            StyleNet::Fst(_) | StyleNet::Instant(_) => None,
         }
     }
 
@@ -201,6 +223,8 @@ impl StyleNet {
         match self {
             StyleNet::Johnson(n) => n.forward_ctx(x, ctx),
             StyleNet::Fst(n) => n.forward_ctx(x, ctx),
+            // One whole-image pass: the norm statistics are always the image's own.
+            StyleNet::Instant(n) => n.forward_rgb255(x).map(Some),
         }
     }
 }

@@ -6,37 +6,36 @@
 //! where a pixel blend would only fade the painting in over the photo.
 
 use super::{image_to_tensor, tensor_to_image, Hooks};
-use crate::model::arbitrary::{ArbitraryNet, MIN_SIDE, PREDICTOR_SIDE, SIDE_MULTIPLE, STYLE_DIM};
+use crate::model::arbitrary::{ArbitraryNet, PREDICTOR_SIDE, STYLE_DIM};
+use crate::model::instant::{padded_side, shared_network, VECTOR_TENSOR};
 use crate::model::magenta_import;
+use crate::model::{ModelMeta, StyleModel, Variant};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A style vector: what the predictor says about a painting.
 pub type StyleVector = Vec<f32>;
 
 /// The arbitrary-style network, loaded once, ready for any painting and any photo.
 pub struct InstantStylizer {
-    net: ArbitraryNet,
+    net: Arc<ArbitraryNet>,
 }
 
 impl InstantStylizer {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         Ok(Self {
-            net: magenta_import::load(path, device)?,
+            net: Arc::new(magenta_import::load(path, device)?),
         })
     }
 
-    /// The network bundled with Atelier (`models/instant/`).
+    /// The network bundled with Atelier (`models/instant/`), shared with instant style files.
     pub fn bundled(device: &Device) -> Result<Self> {
-        let path = magenta_import::bundled_path().ok_or_else(|| {
-            Error::Invalid(format!(
-                "the instant-style network ({}) is missing from this installation's models folder",
-                magenta_import::BUNDLED_FILE
-            ))
-        })?;
-        Self::load(&path, device)
+        Ok(Self {
+            net: shared_network(device)?,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -46,24 +45,12 @@ impl InstantStylizer {
     /// The painting's style vector; any size of painting (it is resized to 256², as the
     /// predictor was trained).
     pub fn style_vector(&self, painting: &RgbImage) -> Result<StyleVector> {
-        if painting.width() == 0 || painting.height() == 0 {
-            return Err(Error::Invalid("the painting is empty".into()));
-        }
-        let side = PREDICTOR_SIDE as u32;
-        let small = image::imageops::resize(
-            painting,
-            side,
-            side,
-            image::imageops::FilterType::CatmullRom,
-        );
-        self.style_vector_exact(&small)
+        style_vector(&self.net, painting)
     }
 
     /// The style vector of an image that is already the predictor's 256×256 input.
     pub fn style_vector_exact(&self, input: &RgbImage) -> Result<StyleVector> {
-        let (w, h) = input.dimensions();
-        let x = (image_to_tensor(input, 0, 0, w, h, self.device())? / 255.0)?;
-        Ok(self.net.predictor.forward(&x)?.flatten_all()?.to_vec1()?)
+        style_vector_exact(&self.net, input)
     }
 
     /// Repaints `photo` under `style` at `strength` (0 = the photo's own style vector,
@@ -110,9 +97,52 @@ impl InstantStylizer {
     }
 }
 
-/// The smallest side at least `n` that the transformer takes.
-fn padded_side(n: usize) -> usize {
-    n.max(MIN_SIDE).div_ceil(SIDE_MULTIPLE) * SIDE_MULTIPLE
+/// A painting's style vector; any size of painting (it is resized to 256², as the predictor
+/// was trained).
+pub fn style_vector(net: &ArbitraryNet, painting: &RgbImage) -> Result<StyleVector> {
+    if painting.width() == 0 || painting.height() == 0 {
+        return Err(Error::Invalid("the painting is empty".into()));
+    }
+    let side = PREDICTOR_SIDE as u32;
+    let small = image::imageops::resize(
+        painting,
+        side,
+        side,
+        image::imageops::FilterType::CatmullRom,
+    );
+    style_vector_exact(net, &small)
+}
+
+fn style_vector_exact(net: &ArbitraryNet, input: &RgbImage) -> Result<StyleVector> {
+    let (w, h) = input.dimensions();
+    let x = (image_to_tensor(input, 0, 0, w, h, net.device())? / 255.0)?;
+    Ok(net.predictor.forward(&x)?.flatten_all()?.to_vec1()?)
+}
+
+/// An instant style made from a painting file: its style vector, a small copy of the
+/// painting for the gallery, and where it came from.
+pub fn style_from_painting(path: &Path, name: &str) -> Result<StyleModel> {
+    let painting = crate::image_io::load_rgb(path)?;
+    let net = shared_network(&Device::Cpu)?;
+    let vector = style_vector(&net, &painting)?;
+    let mut meta = ModelMeta::new(name, Variant::Instant);
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    meta.source = Some(format!("instant style from {file_name}"));
+    meta.training = Some(serde_json::json!({
+        "instant_from": file_name,
+        "network": magenta_import::NETWORK_NAME,
+    }));
+    let params = [(
+        VECTOR_TENSOR.to_string(),
+        Tensor::from_vec(vector, (1, STYLE_DIM), &Device::Cpu)?,
+    )]
+    .into();
+    let mut model = StyleModel::from_params(meta, params, path)?;
+    model.painting_jpg = Some(crate::model::format::painting_jpeg(&painting)?);
+    Ok(model)
 }
 
 /// `(1 - t)·from + t·to`.
@@ -157,7 +187,7 @@ mod tests {
     fn sides_round_up_to_what_the_network_takes() {
         assert_eq!(padded_side(472), 472);
         assert_eq!(padded_side(473), 476);
-        assert_eq!(padded_side(3), MIN_SIDE);
+        assert_eq!(padded_side(3), crate::model::arbitrary::MIN_SIDE);
     }
 
     #[test]

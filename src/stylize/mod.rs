@@ -7,7 +7,7 @@ pub mod thumbnail;
 pub mod tiling;
 
 use crate::model::layers::{stats_to_tensors, NormCtx, TemporalStats};
-use crate::model::{ModelMeta, Precision, StyleModel, StyleNet};
+use crate::model::{ModelMeta, Precision, StyleModel, StyleNet, Variant};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
@@ -142,6 +142,9 @@ impl Stylizer {
         if opts.strength <= 0.0 {
             return Ok(photo.clone());
         }
+        if let StyleNet::Instant(net) = &self.net {
+            return self.stylize_instant(net, photo, opts, hooks);
+        }
         let styled = self.stylize_raw(photo, opts.tiling, hooks)?;
         if opts.strength >= 1.0 && !opts.preserve_colors {
             return Ok(styled);
@@ -152,6 +155,33 @@ impl Stylizer {
             opts.strength,
             opts.preserve_colors,
         ))
+    }
+
+    /// An instant style's strength moves its style vector from the photo's own towards the
+    /// painting's (as Magenta does) instead of fading the result into the photo.
+    fn stylize_instant(
+        &self,
+        net: &crate::model::instant::InstantNet,
+        photo: &RgbImage,
+        opts: &StylizeOptions,
+        hooks: &mut Hooks,
+    ) -> Result<RgbImage> {
+        let styled = if opts.strength >= 1.0 {
+            self.run_whole(photo, hooks)?
+        } else {
+            let own = instant::style_vector(net.network(), photo)?;
+            let painting: Vec<f32> = net.vector().flatten_all()?.to_vec1()?;
+            let toward = net.with_vector(&instant::interpolate(&own, &painting, opts.strength))?;
+            hooks.check_cancel()?;
+            let (w, h) = photo.dimensions();
+            let x = image_to_tensor(photo, 0, 0, w, h, &self.device)?;
+            tensor_to_image(&toward.forward_rgb255(&x)?)?
+        };
+        Ok(if opts.preserve_colors {
+            blend::blend(photo, &styled, 1.0, true)
+        } else {
+            styled
+        })
     }
 
     /// A quick look at the result: the photo scaled so its longest side is `side`,
@@ -219,6 +249,11 @@ impl Stylizer {
                 (u64::from(w) * u64::from(h) > budget).then_some(core)
             }
         };
+        if self.net.variant() == Variant::Instant {
+            // Its network is small (8–32 channels): whole images fit where tiles of the
+            // others would be needed, and its norms need whole-image statistics.
+            return self.run_whole(photo, hooks);
+        }
         let core = self.fit_in_memory(w, h, core, tiling == Tiling::Auto)?;
         match core {
             Some(core) if w > core || h > core => self.run_tiled(photo, core, hooks),

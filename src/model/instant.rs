@@ -1,0 +1,85 @@
+//! An instant style as a style network: a painting's style vector plus the one arbitrary-style
+//! network every instant style shares (loaded once per device from `models/instant/`).
+//!
+//! Keeping instant styles as ordinary style files (variant `instant`, one 100-value tensor)
+//! lets the gallery, the command line, the app's worker and video use them like any trained
+//! style.
+
+use super::arbitrary::{ArbitraryNet, MIN_SIDE, SIDE_MULTIPLE, STYLE_DIM};
+use super::magenta_import;
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use std::sync::{Arc, Mutex};
+
+/// The tensor an instant style file holds: `(1, 100)`.
+pub const VECTOR_TENSOR: &str = "style_vector";
+
+#[derive(Debug, Clone)]
+pub struct InstantNet {
+    net: Arc<ArbitraryNet>,
+    vector: Tensor,
+}
+
+/// The bundled network on `device`, loaded at most once per device.
+pub fn shared_network(device: &Device) -> crate::Result<Arc<ArbitraryNet>> {
+    static LOADED: Mutex<Vec<(String, Arc<ArbitraryNet>)>> = Mutex::new(Vec::new());
+    let key = format!("{:?}", device.location());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, n)) = loaded.iter().find(|(k, _)| *k == key) {
+        return Ok(n.clone());
+    }
+    let path = magenta_import::bundled_path().ok_or_else(|| {
+        crate::Error::Invalid(format!(
+            "instant styles need the arbitrary-style network ({}), which is missing from this installation's models folder",
+            magenta_import::BUNDLED_FILE
+        ))
+    })?;
+    let net = Arc::new(magenta_import::load(&path, device)?);
+    loaded.push((key, net.clone()));
+    Ok(net)
+}
+
+impl InstantNet {
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        let vector = vb
+            .get((1, STYLE_DIM), VECTOR_TENSOR)?
+            .to_dtype(DType::F32)?;
+        let net =
+            shared_network(vb.device()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(Self { net, vector })
+    }
+
+    pub fn network(&self) -> &ArbitraryNet {
+        &self.net
+    }
+
+    pub fn vector(&self) -> &Tensor {
+        &self.vector
+    }
+
+    /// The same network under another style vector.
+    pub fn with_vector(&self, vector: &[f32]) -> Result<Self> {
+        Ok(Self {
+            net: self.net.clone(),
+            vector: Tensor::from_slice(vector, (1, STYLE_DIM), self.vector.device())?,
+        })
+    }
+
+    /// `(N, 3, H, W)` RGB 0..255 of any size → the same, like the other style networks:
+    /// edge-replicated up to the sizes the transformer takes and cropped back.
+    pub fn forward_rgb255(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, _, h, w) = x.dims4()?;
+        let (hp, wp) = (padded_side(h), padded_side(w));
+        let x = (x.to_dtype(DType::F32)? / 255.0)?
+            .pad_with_same(2, 0, hp - h)?
+            .pad_with_same(3, 0, wp - w)?;
+        let v = self.vector.broadcast_as((n, STYLE_DIM))?.contiguous()?;
+        let y = self.net.transformer.forward(&x, &v)?;
+        y.narrow(2, 0, h)?.narrow(3, 0, w)? * 255.0
+    }
+}
+
+/// The smallest side at least `n` that the transformer takes.
+pub fn padded_side(n: usize) -> usize {
+    n.max(MIN_SIDE).div_ceil(SIDE_MULTIPLE) * SIDE_MULTIPLE
+}

@@ -1,0 +1,88 @@
+//! Instant styles in the app: a painting becomes a style in the gallery and restyles the
+//! open photo, with no training.
+
+#![cfg(feature = "app")]
+
+mod common;
+
+use atelier::app::{AppOptions, AtelierApp, Command};
+use atelier::model::registry::Registry;
+use atelier::model::Variant;
+use egui_kittest::Harness;
+use std::time::{Duration, Instant};
+
+fn run_until(h: &mut Harness<'static, AtelierApp>, what: &str, done: impl Fn(&AtelierApp) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; notice: {:?}",
+            h.state().state.notice
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+#[test]
+fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let styles = tmp.path().join("styles");
+    std::fs::create_dir_all(&styles).unwrap();
+    let opts = AppOptions {
+        device: Some("cpu".into()),
+        ephemeral: true,
+        registry: Some(Registry {
+            bundled_dir: None,
+            user_dir: styles.clone(),
+        }),
+        runs_dir: Some(tmp.path().join("runs")),
+        ..Default::default()
+    };
+    let mut h = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .build_eframe(move |cc| AtelierApp::new(cc, opts));
+
+    let photo = tmp.path().join("photo.png");
+    common::photo(120, 80).save(&photo).unwrap();
+    h.state_mut().execute(Command::Open(photo));
+    run_until(&mut h, "the photo", |a| a.state.doc.is_some());
+
+    let painting = tmp.path().join("Sunflowers at Dusk.png");
+    image::RgbImage::from_fn(300, 200, |x, y| {
+        image::Rgb([(x % 256) as u8, ((x + y) % 256) as u8, 30])
+    })
+    .save(&painting)
+    .unwrap();
+    h.state_mut().execute(Command::UsePainting(painting));
+    run_until(&mut h, "the instant style's result", |a| {
+        a.state
+            .doc
+            .as_ref()
+            .and_then(|d| d.result.as_ref())
+            .is_some_and(|(_, style)| {
+                a.gallery.selected.as_ref() == Some(style)
+                    && a.gallery
+                        .entries
+                        .iter()
+                        .any(|e| &e.path == style && e.meta.variant == Variant::Instant)
+            })
+    });
+    let app = h.state();
+    let entry = app
+        .gallery
+        .entries
+        .iter()
+        .find(|e| e.meta.name == "Sunflowers at Dusk")
+        .expect("the instant style is in the gallery");
+    assert_eq!(entry.meta.variant, Variant::Instant);
+    assert_eq!(app.gallery.selected.as_ref(), Some(&entry.path));
+    let doc = app.state.doc.as_ref().unwrap();
+    let (result, _) = doc.result.as_ref().unwrap();
+    assert_eq!(result.dimensions(), (120, 80));
+    assert!(
+        common::psnr(result, &doc.photo) < 25.0,
+        "the instant style left the photo nearly as it was"
+    );
+}
