@@ -127,3 +127,60 @@ fn refuse_writing_over_source(src: &Path, out: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Mixes instant styles by weight into a new instant style in the user's folder, named
+/// "A + B" (or a free variant of it). Trained styles have different networks, not vectors,
+/// so they are not mixed.
+pub fn mix_instant_styles(registry: &Registry, parts: &[(PathBuf, f32)]) -> Result<Installed> {
+    use crate::model::instant::VECTOR_TENSOR;
+    use crate::model::StyleModel;
+    if parts.len() < 2 {
+        return Err(Error::Invalid("pick two styles to mix".into()));
+    }
+    let mut vectors = Vec::new();
+    let mut names = Vec::new();
+    let mut first_painting = None;
+    for (path, weight) in parts {
+        let m = StyleModel::load(path)?;
+        if m.meta.variant != Variant::Instant {
+            return Err(Error::Invalid(format!(
+                "'{}' is a trained style; only instant styles (made from a painting) can be mixed — use its painting as a style first",
+                m.meta.name
+            )));
+        }
+        let v: Vec<f32> = m.params[VECTOR_TENSOR].flatten_all()?.to_vec1()?;
+        vectors.push((v, *weight));
+        names.push(m.meta.name.clone());
+        first_painting = first_painting.or(m.painting_jpg.clone());
+    }
+    let mixed = instant::mix(&vectors)?;
+    let name = names.join(" + ");
+    let (path, free) = registry.free_user_model_path(&name);
+    let mut meta = crate::model::ModelMeta::new(free, Variant::Instant);
+    let total: f32 = parts.iter().map(|(_, w)| w).sum();
+    let recipe: Vec<String> = names
+        .iter()
+        .zip(parts)
+        .map(|(n, (_, w))| format!("{:.0}% {n}", 100.0 * w / total))
+        .collect();
+    meta.source = Some(format!("instant mix: {}", recipe.join(", ")));
+    meta.training = Some(serde_json::json!({ "mix": recipe }));
+    let params = [(
+        VECTOR_TENSOR.to_string(),
+        candle_core::Tensor::from_vec(
+            mixed,
+            (1, crate::model::arbitrary::STYLE_DIM),
+            &Device::Cpu,
+        )?,
+    )]
+    .into();
+    let mut model = StyleModel::from_params(meta, params, &path)?;
+    model.painting_jpg = first_painting;
+    model.thumbnail_png = Some(thumbnail::render(&Stylizer::new(&model, &Device::Cpu)?)?);
+    model.save(&path, false, false)?;
+    Ok(Installed {
+        path,
+        name: model.meta.name,
+        variant: Variant::Instant,
+    })
+}

@@ -85,4 +85,73 @@ fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
         common::psnr(result, &doc.photo) < 25.0,
         "the instant style left the photo nearly as it was"
     );
+
+    // A second painting, then a half-and-half mix of the two.
+    let first = entry.path.clone();
+    let painting2 = tmp.path().join("Blue Dots.png");
+    common::photo(200, 300).save(&painting2).unwrap();
+    h.state_mut().execute(Command::UsePainting(painting2));
+    run_until(&mut h, "the second instant style", |a| {
+        a.gallery.entries.iter().any(|e| e.meta.name == "Blue Dots")
+    });
+    let second = h
+        .state()
+        .gallery
+        .entries
+        .iter()
+        .find(|e| e.meta.name == "Blue Dots")
+        .unwrap()
+        .path
+        .clone();
+    h.state_mut().execute(Command::MixStyles {
+        a: first.clone(),
+        b: second,
+        weight: 0.5,
+    });
+    run_until(&mut h, "the mix", |a| {
+        a.gallery
+            .entries
+            .iter()
+            .any(|e| e.meta.name == "Sunflowers at Dusk + Blue Dots")
+    });
+    let mix = h
+        .state()
+        .gallery
+        .entries
+        .iter()
+        .find(|e| e.meta.name == "Sunflowers at Dusk + Blue Dots")
+        .unwrap()
+        .clone();
+    assert_eq!(mix.meta.variant, Variant::Instant);
+    assert!(mix
+        .meta
+        .source
+        .as_deref()
+        .unwrap()
+        .contains("50% Blue Dots"));
+    run_until(&mut h, "the mix on the canvas", |a| {
+        a.state
+            .doc
+            .as_ref()
+            .and_then(|d| d.result.as_ref())
+            .is_some_and(|(_, s)| *s == mix.path)
+    });
+
+    // "Train for full quality" fills the training panel with the painting.
+    let sunflowers = h
+        .state()
+        .gallery
+        .entries
+        .iter()
+        .find(|e| e.path == first)
+        .unwrap()
+        .clone();
+    h.state_mut().execute(Command::TrainFullQuality(sunflowers));
+    h.step();
+    assert!(h.state().settings.show_training);
+    assert!(h
+        .state()
+        .training
+        .style_image
+        .ends_with("Sunflowers at Dusk.png"));
 }

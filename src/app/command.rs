@@ -33,6 +33,14 @@ pub enum Command {
     UsePaintingDialog,
     /// Make an instant style from this painting, add it to the gallery and select it.
     UsePainting(PathBuf),
+    /// Mix two instant styles: `weight` of the second, the rest of the first.
+    MixStyles {
+        a: PathBuf,
+        b: PathBuf,
+        weight: f32,
+    },
+    /// Open the training panel with this instant style's painting filled in.
+    TrainFullQuality(StyleEntry),
     /// Show and stylise the open video's frame at this time (seconds).
     Seek(f64),
     /// Ask where to export the open video.
@@ -105,6 +113,40 @@ impl AtelierApp {
             }
             // The importer makes an instant style of any image.
             Command::UsePainting(p) => self.import(p),
+            Command::MixStyles { a, b, weight } => {
+                self.state.notice = Some(Notice::Info("Mixing…".into()));
+                self.jobs.spawn(Job::Mix {
+                    parts: vec![(a, 1.0 - weight), (b, weight)],
+                    registry: self.gallery.registry.clone(),
+                });
+            }
+            Command::TrainFullQuality(entry) => {
+                let painting = entry
+                    .meta
+                    .training
+                    .as_ref()
+                    .and_then(|t| t.get("painting_path"))
+                    .and_then(|p| p.as_str())
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_file());
+                match painting {
+                    Some(p) => {
+                        self.training.style_image = p.display().to_string();
+                        self.training.name = entry.meta.name.clone();
+                        self.settings.show_training = true;
+                        self.state.notice = Some(Notice::Info(format!(
+                            "Training panel ready for '{}': pick your photos folder and press Start",
+                            entry.meta.name
+                        )));
+                    }
+                    None => {
+                        self.state.notice = Some(Notice::refusal(
+                            "The painting this style was made from is no longer where it was; pick it in the training panel.",
+                        ));
+                        self.settings.show_training = true;
+                    }
+                }
+            }
             Command::Seek(t) => self.fetch_frame(t),
             Command::ExportVideoDialog => self.export_dialog(),
             Command::ExportVideo(p) => self.request_video_export(p),

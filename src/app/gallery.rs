@@ -364,6 +364,41 @@ impl GalleryPanel {
         let response = response.on_hover_ui(|ui| tooltip(ui, entry, pics));
         if entry.origin == Origin::User {
             response.context_menu(|ui| {
+                if entry.meta.variant == crate::model::Variant::Instant {
+                    if ui
+                        .button("Train for full quality…")
+                        .on_hover_text("Open the training panel with this painting filled in")
+                        .clicked()
+                    {
+                        actions.push(Command::TrainFullQuality(entry.clone()));
+                        ui.close();
+                    }
+                    let others: Vec<&StyleEntry> = entries
+                        .iter()
+                        .filter(|o| {
+                            o.path != entry.path && o.meta.variant == crate::model::Variant::Instant
+                        })
+                        .collect();
+                    ui.add_enabled_ui(!others.is_empty(), |ui| {
+                        ui.menu_button("Mix half and half with", |ui| {
+                            for o in others {
+                                if ui.button(&o.meta.name).clicked() {
+                                    actions.push(Command::MixStyles {
+                                        a: entry.path.clone(),
+                                        b: o.path.clone(),
+                                        weight: 0.5,
+                                    });
+                                    ui.close();
+                                }
+                            }
+                        });
+                    })
+                    .response
+                    .on_disabled_hover_text(
+                        "Make another instant style from a painting to mix with",
+                    );
+                    ui.separator();
+                }
                 if ui.button("Rename…").clicked() {
                     *renaming = Some((entry.path.clone(), entry.meta.name.clone(), true));
                     ui.close();

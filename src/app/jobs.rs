@@ -39,6 +39,11 @@ pub enum Job {
         src: PathBuf,
         registry: Registry,
     },
+    /// Mix instant styles by weight into a new one.
+    Mix {
+        parts: Vec<(PathBuf, f32)>,
+        registry: Registry,
+    },
     /// Copy a finished training's model into the user's styles.
     InstallTrained {
         model: PathBuf,
@@ -167,6 +172,7 @@ impl Job {
             Job::VideoFrame { .. } => "frame",
             Job::Save(_) => "save",
             Job::Import { .. } => "import",
+            Job::Mix { .. } => "mix",
             Job::InstallTrained { .. } => "install",
             Job::ExportVideo(_) => "video-export",
             Job::Pictures { .. } => "pictures",
@@ -203,6 +209,9 @@ impl Job {
                     &registry, &src, &opts,
                 )))
             }
+            Job::Mix { parts, registry } => send(JobResult::Imported(install::mix_instant_styles(
+                &registry, &parts,
+            ))),
             Job::InstallTrained {
                 model,
                 name,

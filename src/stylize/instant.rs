@@ -131,8 +131,11 @@ pub fn style_from_painting(path: &Path, name: &str) -> Result<StyleModel> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     meta.source = Some(format!("instant style from {file_name}"));
+    // The full path lets "Train for full quality" start from the same painting.
+    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     meta.training = Some(serde_json::json!({
         "instant_from": file_name,
+        "painting_path": full.to_string_lossy(),
         "network": magenta_import::NETWORK_NAME,
     }));
     let params = [(
