@@ -446,3 +446,80 @@ fn an_unreadable_photo_is_named_once_in_the_message() {
     let msg = notice(h.state());
     assert_eq!(msg.matches("broken.jpg").count(), 1, "{msg}");
 }
+
+#[test]
+fn training_pauses_stops_and_resumes_with_its_chart() {
+    use atelier::app::training::RunState;
+    let e = env();
+    let mut h = harness(&e);
+    h.state_mut().settings.show_training = true;
+    let content = e.root.join("photos");
+    std::fs::create_dir_all(&content).unwrap();
+    for i in 0..4 {
+        common::photo(40 + i, 36)
+            .save(content.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let painting = e.root.join("painting.png");
+    common::photo(48, 48).save(&painting).unwrap();
+    h.run();
+    // The painting's "…" asks through the app's own browser here.
+    h.get_all_by_label("…").next().unwrap().click();
+    h.run();
+    assert_eq!(
+        h.state().state.browser.as_ref().map(|b| b.purpose.clone()),
+        Some(atelier::app::dialogs::Purpose::Painting)
+    );
+    h.get_by_label("Cancel").click();
+    h.run();
+    {
+        let t = &mut h.state_mut().training;
+        t.style_image = painting.display().to_string();
+        t.content_dir = content.display().to_string();
+        t.name = "Long".into();
+        t.iterations = 100_000;
+        t.image_size = 64;
+        t.batch_size = 1;
+        t.vgg = Some(common::tiny_vgg(&e.root));
+    }
+    h.get_by_label("Start training").click();
+    run_until(&mut h, "a few steps", Duration::from_secs(60), |a| {
+        a.training.metrics.len() >= 3
+    });
+    h.get_by_label("Pause").click();
+    run_until(&mut h, "the pause", Duration::from_secs(20), |a| {
+        a.training.state == RunState::Paused
+    });
+    h.get_by_label_contains("Paused · iteration");
+    assert!(
+        h.query_by_label_contains(" left").is_none(),
+        "no countdown while paused"
+    );
+    h.get_by_label("Stop").click();
+    run_until(&mut h, "the stop", Duration::from_secs(20), |a| {
+        a.training.state == RunState::Stopped
+    });
+    h.get_by_label_contains("Stopped · iteration");
+    let charted = h.state().training.metrics.len();
+    h.get_by_label("Resume").click();
+    h.run();
+    assert!(
+        h.state().training.metrics.len() >= charted,
+        "Resume cleared the chart"
+    );
+    run_until(&mut h, "more steps", Duration::from_secs(60), |a| {
+        a.training.metrics.len() > charted
+    });
+    let iterations: Vec<u64> = h
+        .state()
+        .training
+        .metrics
+        .iter()
+        .map(|m| m.iteration)
+        .collect();
+    assert!(iterations.windows(2).all(|w| w[1] > w[0]), "{iterations:?}");
+    h.get_by_label("Stop").click();
+    run_until(&mut h, "the second stop", Duration::from_secs(20), |a| {
+        a.training.state == RunState::Stopped
+    });
+}
