@@ -523,3 +523,17 @@ fn training_pauses_stops_and_resumes_with_its_chart() {
         a.training.state == RunState::Stopped
     });
 }
+
+#[test]
+fn files_held_over_the_window_light_up_the_canvas() {
+    let e = env();
+    let mut h = harness(&e);
+    h.run();
+    assert!(!h.state().canvas.drop_hover);
+    h.input_mut().hovered_files.push(egui::HoveredFile {
+        path: Some(e.root.join("photo.png")),
+        mime: String::new(),
+    });
+    h.step();
+    assert!(h.state().canvas.drop_hover);
+}

@@ -33,6 +33,8 @@ pub struct CanvasPanel {
     pub last_uniforms: Option<BlendUniforms>,
     /// Where the image was last drawn (screen points); tests read it.
     pub last_image_rect: Option<Rect>,
+    /// Files are held over the window (drawn highlighted); tests read it.
+    pub drop_hover: bool,
     dragging_split: bool,
 }
 
@@ -45,6 +47,7 @@ impl Default for CanvasPanel {
             split: None,
             last_uniforms: None,
             last_image_rect: None,
+            drop_hover: false,
             dragging_split: false,
         }
     }
@@ -98,7 +101,8 @@ impl CanvasPanel {
             ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
         self.draw(ui, canvas, &response, input, show_original, out);
         // Files held over the window: say where they will go.
-        if ui.input(|i| !i.raw.hovered_files.is_empty()) {
+        self.drop_hover = ui.input(|i| !i.raw.hovered_files.is_empty());
+        if self.drop_hover {
             let painter = ui.painter_at(canvas);
             let accent = ui.visuals().selection.bg_fill;
             painter.rect_filled(canvas.shrink(4.0), 8.0, accent.gamma_multiply(0.25));
