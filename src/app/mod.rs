@@ -140,8 +140,9 @@ impl AtelierApp {
             None => app.settings.style.clone().filter(|p| p.is_file()),
         };
         app.gallery.selected = wanted;
+        // A warning, so it is still there when the first (faint) result arrives.
         if app.settings.strength < 0.5 && app.state.notice.is_none() {
-            app.state.notice = Some(Notice::Info(format!(
+            app.state.notice = Some(Notice::Warning(format!(
                 "Strength is at {:.0} % from last time: results show little of the style \
                  (slider at the top).",
                 app.settings.strength * 100.0
