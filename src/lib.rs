@@ -15,6 +15,7 @@ pub mod install;
 pub mod lossless_path;
 pub mod model;
 pub mod output_plan;
+pub mod progress;
 pub mod stylize;
 pub mod train;
 pub mod video;
