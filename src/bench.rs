@@ -2,7 +2,8 @@
 //! one forward pass of a random-weight network on a device-resident input, batch 1,
 //! median over runs after warm-up, device synchronised.
 
-use crate::model::{Precision, StyleModel, StyleNet, Variant};
+use crate::model::StyleModel;
+use crate::nn::{Precision, StyleNet, Variant};
 use crate::stylize::{Stylizer, Tiling};
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor};
@@ -88,7 +89,7 @@ pub fn time_inference(
 }
 
 /// Where one forward pass's time goes at `width`×`height`: milliseconds per span (see
-/// [`LayerTimer`](crate::model::layers::LayerTimer)), averaged over `runs` after one warm-up,
+/// [`LayerTimer`](crate::nn::norm::LayerTimer)), averaged over `runs` after one warm-up,
 /// plus "output" for the last conv and the read-back.
 pub fn profile_inference(
     net: &StyleNet,
@@ -96,7 +97,7 @@ pub fn profile_inference(
     (width, height): (usize, usize),
     runs: usize,
 ) -> Result<Vec<(String, f64)>> {
-    use crate::model::layers::{LayerTimer, NormCtx};
+    use crate::nn::norm::{LayerTimer, NormCtx};
     let x = (Tensor::rand(0f32, 1f32, (1, 3, height, width), device)? * 255.0)?;
     let mut timer = LayerTimer::new(device);
     for i in 0..runs.max(1) + 1 {

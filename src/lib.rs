@@ -14,6 +14,8 @@ pub mod image_io;
 pub mod install;
 pub mod lossless_path;
 pub mod model;
+pub mod nn;
+pub mod ops;
 pub mod output_plan;
 pub mod stylize;
 pub mod train;

@@ -1,7 +1,8 @@
 use super::{open_device, parse_device};
 use atelier::bench::{parse_size, random_net, time_inference};
 use atelier::device::{describe, DeviceChoice};
-use atelier::model::{Precision, StyleModel, Variant};
+use atelier::model::StyleModel;
+use atelier::nn::{Precision, Variant};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]

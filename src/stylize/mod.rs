@@ -5,8 +5,9 @@ pub mod resample;
 pub mod thumbnail;
 pub mod tiling;
 
-use crate::model::layers::{stats_to_tensors, NormCtx, TemporalStats};
-use crate::model::{ModelMeta, Precision, StyleModel, StyleNet};
+use crate::model::{ModelMeta, StyleModel};
+use crate::nn::norm::{stats_to_tensors, NormCtx, TemporalStats};
+use crate::nn::{Precision, StyleNet};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;

@@ -9,7 +9,7 @@
 //!
 //! Instance-norm statistics come from the whole image (see `Stylizer::run_tiled`).
 
-use crate::model::layers::CoreRegion;
+use crate::nn::norm::CoreRegion;
 
 /// The smallest tile core worth asking for: each tile also computes a 64-pixel halo on
 /// every side, so below this most of the work is thrown away (tiles of 8 pixels run

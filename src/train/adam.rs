@@ -57,8 +57,8 @@ impl Adam {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            if fused_enabled() && crate::model::cuda_ops::available(var.as_tensor()) {
-                crate::model::cuda_ops::adam_step(
+            if fused_enabled() && crate::ops::cuda::available(var.as_tensor()) {
+                crate::ops::cuda::adam_step(
                     var.as_tensor(),
                     m,
                     v,
@@ -107,7 +107,7 @@ impl Adam {
     }
 }
 
-/// The CUDA update ([`crate::model::cuda_ops::adam_step`]) unless `ATELIER_FUSED_ADAM=0`.
+/// The CUDA update ([`crate::ops::cuda::adam_step`]) unless `ATELIER_FUSED_ADAM=0`.
 fn fused_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("ATELIER_FUSED_ADAM").map_or(true, |v| v != "0"))

@@ -11,7 +11,8 @@ pub mod run_dir;
 pub mod vgg;
 
 use crate::device::DeviceChoice;
-use crate::model::{ModelMeta, StyleModel, StyleNet, Variant};
+use crate::model::{ModelMeta, StyleModel};
+use crate::nn::{StyleNet, Variant};
 use crate::stylize::{image_to_tensor, tensor_to_image, thumbnail};
 use crate::{image_io, Error, Result};
 use candle_core::{DType, Device, Module, Tensor};

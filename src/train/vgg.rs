@@ -301,23 +301,23 @@ impl Vgg16 {
             .to_dtype(self.dtype)?;
         let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut acts = Vec::new();
-        use crate::model::{cuda_ops, gpu_conv};
+        use crate::ops::{cuda, cudnn};
         for (i, (w, b)) in self.convs.iter().enumerate().take(last + 1) {
-            let y = if gpu_conv::available(&x, w) {
+            let y = if cudnn::available(&x, w) {
                 // cuDNN pads inside the conv: no padded copies forward or backward.
-                gpu_conv::conv2d(&x, w, 1, 1)?
+                cudnn::conv2d(&x, w, 1, 1)?
             } else {
                 // Through `Conv`, so evaluation (nothing tracked) takes the fast CPU conv;
                 // training still gets candle's differentiable one.
-                let conv = crate::model::layers::Conv {
+                let conv = crate::nn::conv::Conv {
                     weight: w.clone(),
                     bias: None,
                     stride: 1,
                 };
                 conv.forward(&x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?
             };
-            x = if cuda_ops::available_half_too(&y) {
-                cuda_ops::bias_relu(&y, b)?
+            x = if cuda::available_half_too(&y) {
+                cuda::bias_relu(&y, b)?
             } else {
                 y.broadcast_add(b)?.relu()?
             };
@@ -330,8 +330,8 @@ impl Vgg16 {
                 }
             }
             if self.layers[i].pool_after && i < last {
-                x = if cuda_ops::available_half_too(&x) {
-                    cuda_ops::max_pool2(&x)?
+                x = if cuda::available_half_too(&x) {
+                    cuda::max_pool2(&x)?
                 } else {
                     max_pool_2x2(&x)?
                 };
@@ -420,16 +420,16 @@ pub struct Saved {
 
 /// Gradient through a ReLU, from its output `a`.
 fn relu_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::model::cuda_ops::available_half_too(a) {
-        return crate::model::cuda_ops::relu_grad(a, g);
+    if crate::ops::cuda::available_half_too(a) {
+        return crate::ops::cuda::relu_grad(a, g);
     }
     g.mul(&a.gt(0.0)?.to_dtype(g.dtype())?)
 }
 
 /// Gradient through the 2×2 max pool of `a`.
 fn pool_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::model::cuda_ops::available_half_too(a) {
-        return crate::model::cuda_ops::max_pool2_grad(a, g);
+    if crate::ops::cuda::available_half_too(a) {
+        return crate::ops::cuda::max_pool2_grad(a, g);
     }
     // Elsewhere (tests, CPU training) through autograd on this one operation.
     let v = candle_core::Var::from_tensor(&a.detach())?;
@@ -438,9 +438,9 @@ fn pool_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
 
 /// Gradient of a 3×3, padding-1 conv with weights `w` with respect to its input of `x_dims`.
 fn conv_input_grad(g: &Tensor, w: &Tensor, x_dims: [usize; 4]) -> candle_core::Result<Tensor> {
-    use crate::model::gpu_conv;
-    if gpu_conv::available(g, w) {
-        return gpu_conv::conv2d_input_grad(g, w, x_dims, 1, 1);
+    use crate::ops::cudnn;
+    if cudnn::available(g, w) {
+        return cudnn::conv2d_input_grad(g, w, x_dims, 1, 1);
     }
     // The conv is linear in its input: the gradient does not depend on where it is taken.
     let v = candle_core::Var::zeros(x_dims.to_vec(), g.dtype(), g.device())?;
@@ -482,7 +482,7 @@ mod tests {
         let x = candle_core::Var::randn(0f32, 1., (2, 3, 9, 8), &Device::Cpu).unwrap();
         let ours = max_pool_2x2(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().max_pool2d(2).unwrap();
-        assert_eq!(crate::model::layers::max_abs_diff(&ours, &theirs), 0.0);
+        assert_eq!(crate::ops::max_abs_diff(&ours, &theirs), 0.0);
         let g = ours.sum_all().unwrap().backward().unwrap();
         let gx = g.get(x.as_tensor()).unwrap();
         // Random inputs have one maximum per window: each window passes a gradient of exactly 1.

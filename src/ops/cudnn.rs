@@ -184,10 +184,10 @@ impl CustomOp2 for Conv {
         ];
         let out = match self.band_rows {
             Some(rows) if rows < y[2] => {
-                cudnn::forward_in_bands(dims4(l1)?, wdims, self.p, rows, (s1, l1), (s2, l2))?
+                ffi::forward_in_bands(dims4(l1)?, wdims, self.p, rows, (s1, l1), (s2, l2))?
             }
-            _ => cudnn::run(
-                cudnn::Pass::Forward,
+            _ => ffi::run(
+                ffi::Pass::Forward,
                 dims4(l1)?,
                 wdims,
                 self.p,
@@ -283,8 +283,8 @@ impl CustomOp2 for ConvBwdData {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let out = cudnn::run(
-            cudnn::Pass::BackwardData,
+        let out = ffi::run(
+            ffi::Pass::BackwardData,
             self.x,
             dims4(l2)?,
             self.p,
@@ -343,8 +343,8 @@ impl CustomOp2 for ConvBwdFilter {
         let [_, c, _, _] = dims4(l1)?;
         let [_, o, _, _] = dims4(l2)?;
         let w = [o, c, self.k.0, self.k.1];
-        let out = cudnn::run(
-            cudnn::Pass::BackwardFilter,
+        let out = ffi::run(
+            ffi::Pass::BackwardFilter,
             dims4(l1)?,
             w,
             self.p,
@@ -367,7 +367,7 @@ fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 }
 
 #[cfg(all(feature = "cuda", not(feature = "cudnn")))]
-mod cudnn {
+mod ffi {
     //! Without cuDNN the op is never chosen ([`super::available`] is false).
     use candle_core::{CudaStorage, Layout, Result};
 
@@ -401,7 +401,7 @@ mod cudnn {
 }
 
 #[cfg(feature = "cudnn")]
-mod cudnn {
+mod ffi {
     //! Plans (descriptors + the algorithm cuDNN measured fastest) cached per thread and shape.
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::cudnn::sys;
@@ -930,7 +930,7 @@ mod cudnn {
                     let mut b = unsafe { dev.alloc::<T>(n * c * in_rows * xw)? };
                     let (pb_, _g) = b.device_ptr_mut(&stream);
                     unsafe {
-                        crate::model::cuda_ops::gpu::copy_rows_raw(
+                        crate::ops::cuda::pad::gpu::copy_rows_raw(
                             dev,
                             io != Io::F32,
                             (pa, pb_),
@@ -963,7 +963,7 @@ mod cudnn {
                 execute(dev, h, &key, ptrs)?;
                 if !y_strided {
                     unsafe {
-                        crate::model::cuda_ops::gpu::copy_rows_raw(
+                        crate::ops::cuda::pad::gpu::copy_rows_raw(
                             dev,
                             io != Io::F32,
                             (po_band, po),
@@ -1079,7 +1079,7 @@ mod cudnn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::max_abs_diff;
+    use crate::ops::max_abs_diff;
     use candle_core::{Device, Var};
 
     /// The op's forward pass and both gradients equal candle's conv2d on the CPU.

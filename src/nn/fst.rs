@@ -2,8 +2,10 @@
 //! odd extra pixel goes bottom/right), bias-free convs each followed by instance norm
 //! (ε = 1e-3), stride-2 conv-transposes, and a `tanh·150 + 127.5` output.
 
+use super::conv::Conv;
 use super::johnson::norm_or_stop;
-use super::layers::{zero_pad, Conv, InstanceNorm, NormCtx};
+use super::norm::{InstanceNorm, NormCtx};
+use crate::ops::pad::zero_pad;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -31,7 +31,8 @@
 //! 9×9 input conv (12 channels, also zero-padded to 16: still cuDNN's generic kernel, 0.95
 //! against 0.78 ms); the stride-2 form for the 64-channel downsampling conv (not faster).
 
-use super::layers::{conv2d_banded, depth_to_space2, edge_pad, reflect_pad_space_to_depth2};
+use super::conv::conv2d_banded;
+use super::pad::{depth_to_space2, edge_pad, reflect_pad_space_to_depth2};
 use candle_core::{DType, Device, Result, Tensor};
 
 /// A conv (with its padding) replaced by an equivalent that runs faster on CUDA.
@@ -123,12 +124,12 @@ impl FastConv {
         let Self::Blocked(k, pad) = self else {
             return Ok(None);
         };
-        if x.dtype() != DType::F16 || !super::cuda_ops::available_for_inference(x) {
+        if x.dtype() != DType::F16 || !super::cuda::available_for_inference(x) {
             return Ok(None);
         }
         let (_, _, h, w) = x.dims4()?;
         let y = blocked_conv(x, k, *pad)?;
-        super::cuda_ops::depth_to_space2_out(&y, bias, h, w).map(Some)
+        super::cuda::depth_to_space2_out(&y, bias, h, w).map(Some)
     }
 }
 
@@ -259,7 +260,8 @@ pub fn blocked_weights(w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::{max_abs_diff, upsample2_reflect_pad};
+    use crate::ops::max_abs_diff;
+    use crate::ops::pad::upsample2_reflect_pad;
 
     fn plain_conv(x: &Tensor, w: &Tensor) -> Tensor {
         x.conv2d(w, 0, 1, 1, 1).unwrap()
@@ -285,7 +287,7 @@ mod tests {
     /// The space-to-depth form computes the stride-2 conv exactly, at odd and even sizes.
     #[test]
     fn strided_rewrite_equals_pad_and_stride_two_conv() {
-        use crate::model::layers::reflect_pad;
+        use crate::ops::pad::reflect_pad;
         let d = Device::Cpu;
         for (h, w) in [(8, 8), (7, 9), (2, 3), (5, 2)] {
             let x = Tensor::randn(0f32, 1., (2, 3, h, w), &d).unwrap();
@@ -302,7 +304,7 @@ mod tests {
     /// The blocked form computes the 9×9 conv exactly, at odd and even sizes.
     #[test]
     fn blocked_rewrite_equals_pad_and_conv() {
-        use crate::model::layers::reflect_pad;
+        use crate::ops::pad::reflect_pad;
         let d = Device::Cpu;
         for (h, w, c_in, c_out) in [(10, 12, 3, 4), (9, 7, 2, 3), (5, 6, 3, 2)] {
             let x = Tensor::randn(0f32, 1., (1, c_in, h, w), &d).unwrap();
@@ -320,7 +322,7 @@ mod tests {
     /// Through the public form, including the zero channels added to a 3-channel input.
     #[test]
     fn fast_convs_match_the_layers_they_replace() {
-        use crate::model::layers::reflect_pad;
+        use crate::ops::pad::reflect_pad;
         let d = Device::Cpu;
         let x = Tensor::randn(0f32, 1., (1, 3, 11, 8), &d).unwrap();
         let k9 = Tensor::randn(0f32, 1., (5, 3, 9, 9), &d).unwrap();

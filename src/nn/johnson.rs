@@ -3,10 +3,10 @@
 //! affine instance norm (ε = 1e-5), RGB 0..255 in and out. Parameter names match the
 //! PyTorch `state_dict`, so imported checkpoints load without renaming.
 
-use super::conv_rewrite::FastConv;
-use super::layers::{
-    extend_to_min, reflect_pad, upsample2_reflect_pad, Conv, InstanceNorm, NormCtx,
-};
+use super::conv::Conv;
+use super::norm::{InstanceNorm, NormCtx};
+use crate::ops::conv_rewrite::FastConv;
+use crate::ops::pad::{extend_to_min, reflect_pad, upsample2_reflect_pad};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -1,0 +1,138 @@
+//! The unpadded convolution every network layer calls, on whichever path the device has:
+//! the hand-written CPU conv for inference ([`super::cpu_conv`]), cuDNN ([`super::cudnn`]) on
+//! CUDA builds with it, candle's conv otherwise, in bands of rows where one call would be too
+//! large.
+
+use candle_core::Tensor;
+
+/// Largest im2col buffer one conv call may ask the device for.
+const IM2COL_BUDGET_BYTES: usize = 512 << 20;
+
+/// Largest activation (in elements, input or output) one cuDNN call gets in inference. cuDNN
+/// works in NHWC internally and transposes NCHW operands within its workspace; past what that
+/// workspace holds it falls back to far slower kernels (H100, f16, 3840×2160: the 3-channel
+/// output conv, 32 channels in, took 168 ms against 1.5 ms at 1024², 14× for 8× the pixels).
+/// Bands of rows this size keep every call in the range where it scales.
+/// `ATELIER_BAND_ELEMENTS` sets another size (small values check the banded path on small
+/// images).
+fn cudnn_band_elements() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("ATELIER_BAND_ELEMENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1 << 26)
+    })
+}
+
+/// An unpadded conv for any device; differentiable, so training uses it too.
+///
+/// On CUDA builds with cuDNN it is [`super::cudnn::conv2d`] (cuDNN forward and backward
+/// passes), in bands of rows for large inference outputs. Otherwise it is candle's conv2d,
+/// split on GPUs into bands of rows when candle's im2col buffer would be large (a 9×9 conv
+/// over 32 channels needs 10 kB per output pixel: 86 GB at 4K).
+pub fn conv2d_banded(x: &Tensor, w: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() {
+        // candle's CPU conv already works in small tiles.
+        return x.conv2d(w, 0, stride, 1, 1);
+    }
+    let (n, c_in, _, wd) = x.dims4()?;
+    let (_, _, k, _) = w.dims4()?;
+    let out_w = (wd - k) / stride + 1;
+    if super::cudnn::available(x, w) {
+        if x.track_op() || w.track_op() {
+            return super::cudnn::conv2d(x, w, stride, 0);
+        }
+        let c_out = w.dim(0)?;
+        // Per output pixel: c_out outputs, and c_in·stride² inputs.
+        let per_pixel = (c_in * stride * stride).max(c_out);
+        let rows = cudnn_band_elements() / (n * out_w * per_pixel).max(1);
+        return super::cudnn::conv2d_in_bands(x, w, stride, rows);
+    }
+    let row_bytes = n * out_w * c_in * k * k * x.dtype().size_in_bytes();
+    let rows = IM2COL_BUDGET_BYTES / row_bytes.max(1);
+    conv_in_bands(x, k, stride, rows, |band| band.conv2d(w, 0, stride, 1, 1))
+}
+
+/// Runs `conv` (a `k`×`k` conv at `stride`, no padding) over bands of at most `rows` output
+/// rows (at least one) and stacks the results; one call when everything fits.
+fn conv_in_bands(
+    x: &Tensor,
+    k: usize,
+    stride: usize,
+    rows: usize,
+    conv: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Tensor> {
+    let (_, _, h, _) = x.dims4()?;
+    let out_h = (h - k) / stride + 1;
+    let rows = rows.max(1);
+    if rows >= out_h {
+        return conv(x);
+    }
+    let mut bands = Vec::with_capacity(out_h.div_ceil(rows));
+    let mut y0 = 0;
+    while y0 < out_h {
+        let y1 = (y0 + rows).min(out_h);
+        let in0 = y0 * stride;
+        let in_rows = (y1 - 1) * stride + k - in0;
+        bands.push(conv(&x.narrow(2, in0, in_rows)?)?);
+        y0 = y1;
+    }
+    Tensor::cat(&bands, 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::max_abs_diff;
+    use candle_core::Device;
+
+    #[test]
+    fn banded_conv_equals_one_conv() {
+        let x = Tensor::randn(0f32, 1., (2, 5, 23, 17), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 1., (4, 5, 3, 3), &Device::Cpu).unwrap();
+        for stride in [1, 2] {
+            let whole = x.conv2d(&w, 0, stride, 1, 1).unwrap();
+            for rows in [1, 4] {
+                let banded =
+                    conv_in_bands(&x, 3, stride, rows, |b| b.conv2d(&w, 0, stride, 1, 1)).unwrap();
+                assert!(max_abs_diff(&whole, &banded) < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn banded_conv_has_the_same_gradients() {
+        let x = candle_core::Var::randn(0f32, 1., (2, 3, 19, 11), &Device::Cpu).unwrap();
+        let w = candle_core::Var::randn(0f32, 1., (4, 3, 3, 3), &Device::Cpu).unwrap();
+        let grads = |banded: bool| {
+            let y = if banded {
+                conv_in_bands(x.as_tensor(), 3, 1, 2, |b| {
+                    b.conv2d(w.as_tensor(), 0, 1, 1, 1)
+                })
+                .unwrap()
+            } else {
+                x.as_tensor().conv2d(w.as_tensor(), 0, 1, 1, 1).unwrap()
+            };
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            (
+                g.get(x.as_tensor()).unwrap().clone(),
+                g.get(w.as_tensor()).unwrap().clone(),
+            )
+        };
+        let (gx1, gw1) = grads(false);
+        let (gx2, gw2) = grads(true);
+        let d = max_abs_diff;
+        // Relative to the gradients' size: only the f32 summation order differs.
+        let scale = |a: &Tensor| {
+            a.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(d(&gx1, &gx2) <= 1e-5 * scale(&gx1));
+        assert!(d(&gw1, &gw2) <= 1e-5 * scale(&gw1));
+    }
+}
