@@ -89,7 +89,7 @@ pub fn time_inference(
 }
 
 /// Where one forward pass's time goes at `width`×`height`: milliseconds per span (see
-/// [`LayerTimer`](crate::nn::norm::LayerTimer)), averaged over `runs` after one warm-up,
+/// [`LayerTimer`]), averaged over `runs` after one warm-up,
 /// plus "output" for the last conv and the read-back.
 pub fn profile_inference(
     net: &StyleNet,
@@ -97,7 +97,7 @@ pub fn profile_inference(
     (width, height): (usize, usize),
     runs: usize,
 ) -> Result<Vec<(String, f64)>> {
-    use crate::nn::norm::{LayerTimer, NormCtx};
+    use crate::nn::norm::NormCtx;
     let x = (Tensor::rand(0f32, 1f32, (1, 3, height, width), device)? * 255.0)?;
     let mut timer = LayerTimer::new(device);
     for i in 0..runs.max(1) + 1 {
@@ -105,17 +105,56 @@ pub fn profile_inference(
             timer.spans.clear();
         }
         timer.start()?;
+        let mut mark = |label: &str| timer.mark(label);
         let mut ctx = NormCtx {
-            timer: Some(&mut timer),
+            marks: Some(&mut mark),
             ..Default::default()
         };
-        let y = net.forward_ctx(&x, &mut ctx)?;
-        drop(ctx);
-        drop(y);
+        // The output is dropped before the last mark, as every activation before it.
+        drop(net.forward_ctx(&x, &mut ctx)?);
         timer.mark("output")?;
     }
     let n = runs.max(1) as f64;
     Ok(timer.spans.into_iter().map(|(l, ms)| (l, ms / n)).collect())
+}
+
+/// Wall time of the stretches of a forward pass between instance norms ("conv i": padding,
+/// conv and residual add before norm i) and of each norm ("norm i"), the device synchronised
+/// at every mark. Summed over passes; `ATELIER_PROFILE=1 atelier bench` prints it.
+pub struct LayerTimer {
+    device: Device,
+    last: std::time::Instant,
+    pub spans: Vec<(String, f64)>,
+}
+
+impl LayerTimer {
+    pub fn new(device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+            last: std::time::Instant::now(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Starts a pass: what happens before now is not counted.
+    pub fn start(&mut self) -> candle_core::Result<()> {
+        self.device.synchronize()?;
+        self.last = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Ends the span `label` now and adds its milliseconds to that label's total.
+    pub fn mark(&mut self, label: &str) -> candle_core::Result<()> {
+        self.device.synchronize()?;
+        let now = std::time::Instant::now();
+        let ms = (now - self.last).as_secs_f64() * 1e3;
+        self.last = now;
+        match self.spans.iter_mut().find(|(l, _)| l == label) {
+            Some((_, total)) => *total += ms,
+            None => self.spans.push((label.to_string(), ms)),
+        }
+        Ok(())
+    }
 }
 
 /// Median time of the app's quick preview of a `width`×`height` photo.
@@ -189,6 +228,7 @@ mod gpu_memory {
         let ctx = stream.context();
         ctx.bind_to_thread().ok()?;
         let mut pool = std::ptr::null_mut();
+        // SAFETY: the context is bound to this thread and `pool` is a valid out-pointer.
         let status = unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) };
         (status == sys::CUresult::CUDA_SUCCESS).then_some(())?;
         f(pool)
@@ -200,7 +240,7 @@ mod gpu_memory {
         {
             use candle_core::cuda_backend::cudarc::driver::sys;
             let _ = with_pool(device, |_| {
-                // Safety: plain driver calls on the bound context; failures are ignored.
+                // SAFETY: plain driver calls on the bound context; failures are ignored.
                 unsafe {
                     if on {
                         sys::cuProfilerStart();
@@ -236,7 +276,7 @@ mod gpu_memory {
                 let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
                 let mut value = set.unwrap_or(0);
                 let ptr = &mut value as *mut u64 as *mut std::ffi::c_void;
-                // Safety: the attribute is a 64-bit value and `ptr` points at one.
+                // SAFETY: the attribute is a 64-bit value and `ptr` points at one.
                 let status = unsafe {
                     if set.is_some() {
                         sys::cuMemPoolSetAttribute(pool, attr, ptr)

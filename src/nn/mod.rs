@@ -68,9 +68,15 @@ impl Variant {
     }
 
     pub fn norm_layers(self) -> usize {
+        self.norm_scales().len()
+    }
+
+    /// Input pixels per feature-map pixel at the input of each norm layer (where the tiler
+    /// collects statistics).
+    pub fn norm_scales(self) -> &'static [usize] {
         match self {
-            Variant::Johnson => johnson::NORM_LAYERS,
-            Variant::Fst => fst::NORM_LAYERS,
+            Variant::Johnson => &johnson::NORM_SCALES,
+            Variant::Fst => &fst::NORM_SCALES,
         }
     }
 }
@@ -173,11 +179,7 @@ impl StyleNet {
     }
 
     /// Forward pass whose instance norms are steered by `ctx` (see [`NormCtx`]).
-    pub fn forward_ctx(
-        &self,
-        x: &Tensor,
-        ctx: &mut NormCtx,
-    ) -> candle_core::Result<Option<Tensor>> {
+    pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> crate::Result<Tensor> {
         match self {
             StyleNet::Johnson(n) => n.forward_ctx(x, ctx),
             StyleNet::Fst(n) => n.forward_ctx(x, ctx),
@@ -188,8 +190,11 @@ impl StyleNet {
 impl Module for StyleNet {
     /// `(N, 3, H, W)` RGB 0..255 → `(N, 3, H, W)` RGB, nominally 0..255.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut ctx = NormCtx::default();
-        self.forward_ctx(x, &mut ctx)?
-            .ok_or_else(|| candle_core::Error::Msg("forward pass stopped early".into()))
+        self.forward_ctx(x, &mut NormCtx::default())
+            .map_err(|e| match e {
+                crate::Error::Candle(e) => e,
+                // A plain pass has no cancel flag: nothing else can come back.
+                other => candle_core::Error::Msg(other.to_string()),
+            })
     }
 }

@@ -1,14 +1,17 @@
 //! The style networks' instance norm, whose statistics can come from outside the tensor it normalises.
 //!
-//! Instance norm is what makes tiling hard: each tile would otherwise normalise with
-//! its own statistics and the seams would show. [`NormCtx`] lets the tiler run the
-//! same network code in three modes: per-image statistics (the plain forward pass),
-//! fixed whole-image statistics, and "collect the statistics of layer k, then stop".
+//! Instance norm is what makes tiling and video hard: each tile would otherwise normalise with
+//! its own statistics and the seams would show, and each frame's statistics jump with the
+//! content. [`NormStats`] says where one pass's statistics come from: each image's own, fixed
+//! whole-image ones (tiles), "collect layer k's input, then stop" (the tiler's statistics
+//! sweeps), or smoothed over a video's frames.
 
 use crate::ops::cuda;
 use crate::ops::pad::is_plain_cpu;
-use candle_core::{DType, Device, Tensor, D};
+use crate::{Error, Result};
+use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Affine instance normalisation parameters (`weight` = scale γ, `bias` = shift β).
 #[derive(Debug, Clone)]
@@ -184,122 +187,44 @@ impl InstanceNorm {
     }
 }
 
-/// Per-channel mean and biased variance of one normalisation layer over a whole image.
-#[derive(Debug, Clone)]
-pub struct ChannelStats {
-    pub mean: Vec<f64>,
-    pub var: Vec<f64>,
+/// Where one forward pass's instance norms get their statistics.
+#[derive(Default)]
+pub enum NormStats<'a> {
+    /// Each image its own (the plain forward pass).
+    #[default]
+    Own,
+    /// Whole-image statistics (`(1, C, 1, 1)` mean and variance) for layers `0..len`; later
+    /// layers use their own.
+    Fixed(&'a [(Tensor, Tensor)]),
+    /// `fixed` for the layers before `layer`; the pass ends at the input of norm `layer` and
+    /// returns it, for the tiler to accumulate that layer's statistics.
+    Collect {
+        fixed: &'a [(Tensor, Tensor)],
+        layer: usize,
+    },
+    /// Statistics smoothed over the frames of a video (see [`TemporalStats`]).
+    Temporal(&'a mut TemporalStats),
 }
 
-/// Running per-channel count / mean / M2 (sum of squared deviations), merged across
-/// tiles with Chan's formula so that large images don't lose precision.
-#[derive(Debug, Clone, Default)]
-pub struct StatsAccumulator {
-    count: f64,
-    mean: Vec<f64>,
-    m2: Vec<f64>,
-}
+/// Called at the boundaries of a pass's norm layers: "conv i" at the input of norm i (padding,
+/// conv and residual add done), "norm i" after it. The bench's layer timer is one.
+pub type LayerMarks<'a> = &'a mut dyn FnMut(&str) -> candle_core::Result<()>;
 
-impl StatsAccumulator {
-    /// Adds the statistics of the region `x` (shape `(1, C, h, w)`).
-    pub fn add(&mut self, x: &Tensor) -> candle_core::Result<()> {
-        let (_, c, h, w) = x.dims4()?;
-        let n = (h * w) as f64;
-        if n == 0.0 {
-            return Ok(());
-        }
-        let flat = x.reshape((c, h * w))?.to_dtype(DType::F32)?;
-        let mean_t = flat.mean_keepdim(1)?;
-        let m2: Vec<f32> = flat.broadcast_sub(&mean_t)?.sqr()?.sum(1)?.to_vec1()?;
-        let mean: Vec<f32> = mean_t.squeeze(1)?.to_vec1()?;
-        if self.mean.is_empty() {
-            self.mean = vec![0.0; c];
-            self.m2 = vec![0.0; c];
-        }
-        let total = self.count + n;
-        for ch in 0..c {
-            let delta = mean[ch] as f64 - self.mean[ch];
-            self.mean[ch] += delta * n / total;
-            self.m2[ch] += m2[ch] as f64 + delta * delta * self.count * n / total;
-        }
-        self.count = total;
-        Ok(())
-    }
-
-    pub fn finish(&self) -> ChannelStats {
-        let count = self.count.max(1.0);
-        ChannelStats {
-            mean: self.mean.clone(),
-            var: self.m2.iter().map(|m| m / count).collect(),
-        }
-    }
-}
-
-/// Which part of a tile's feature map belongs to the tile's core (in input pixels,
-/// relative to the tile). `x1`/`y1` of `None` mean "to the end of the map", which is
-/// how the whole-image map ends too, conv-transpose overshoot included.
-#[derive(Debug, Clone, Copy)]
-pub struct CoreRegion {
-    pub x0: usize,
-    pub y0: usize,
-    pub x1: Option<usize>,
-    pub y1: Option<usize>,
-}
-
-/// How the network's instance norms get their statistics during one forward pass.
+/// How one forward pass runs: its norms' statistics, whether it was asked to stop, and who
+/// watches its layer boundaries.
 #[derive(Default)]
 pub struct NormCtx<'a> {
-    /// Whole-image statistics for layers `0..fixed.len()`; later layers use their own.
-    pub fixed: &'a [(Tensor, Tensor)],
-    /// Stop at the input of this norm layer and accumulate its statistics over the region.
-    pub collect: Option<(usize, CoreRegion)>,
-    pub collected: Option<StatsAccumulator>,
-    /// Checked at every norm layer so long passes stop promptly.
-    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
-    pub cancelled: bool,
-    /// Video: statistics smoothed over the frames so far (see [`TemporalStats`]).
-    pub temporal: Option<&'a mut TemporalStats>,
-    /// Benchmarks: time the work between norm layers and each norm (device synchronised).
-    pub timer: Option<&'a mut LayerTimer>,
+    pub stats: NormStats<'a>,
+    /// Checked at every norm layer so long passes stop promptly, with [`Error::Cancelled`].
+    pub cancel: Option<&'a AtomicBool>,
+    pub marks: Option<LayerMarks<'a>>,
 }
 
-/// Wall time of the stretches of a forward pass between instance norms ("conv i": padding,
-/// conv and residual add before norm i) and of each norm ("norm i"), the device synchronised
-/// at every mark. Summed over passes; `ATELIER_PROFILE=1 atelier bench` prints it.
-pub struct LayerTimer {
-    device: Device,
-    last: std::time::Instant,
-    pub spans: Vec<(String, f64)>,
-}
-
-impl LayerTimer {
-    pub fn new(device: &Device) -> Self {
-        Self {
-            device: device.clone(),
-            last: std::time::Instant::now(),
-            spans: Vec::new(),
-        }
-    }
-
-    /// Starts a pass: what happens before now is not counted.
-    pub fn start(&mut self) -> candle_core::Result<()> {
-        self.device.synchronize()?;
-        self.last = std::time::Instant::now();
-        Ok(())
-    }
-
-    /// Ends the span `label` now and adds its milliseconds to that label's total.
-    pub fn mark(&mut self, label: &str) -> candle_core::Result<()> {
-        self.device.synchronize()?;
-        let now = std::time::Instant::now();
-        let ms = (now - self.last).as_secs_f64() * 1e3;
-        self.last = now;
-        match self.spans.iter_mut().find(|(l, _)| l == label) {
-            Some((_, total)) => *total += ms,
-            None => self.spans.push((label.to_string(), ms)),
-        }
-        Ok(())
-    }
+/// What a norm layer hands back to the network: the normalised tensor to go on with, or,
+/// where the pass ends at this layer ([`NormStats::Collect`]), the norm's input to return.
+pub enum Flow {
+    Next(Tensor),
+    Stop(Tensor),
 }
 
 /// Instance norm recomputes its statistics on every video frame, so colours and
@@ -346,96 +271,95 @@ impl TemporalStats {
     }
 }
 
-impl NormCtx<'_> {
-    /// Normalises `x`, the input of norm layer `index` at `scale` (input pixels per
-    /// feature-map pixel), then applies ReLU if asked. Returns `None` when the pass
-    /// must stop here.
+impl<'a> NormCtx<'a> {
+    /// A pass with these statistics, no cancellation and no marks.
+    pub fn with_stats(stats: NormStats<'a>) -> Self {
+        Self {
+            stats,
+            ..Default::default()
+        }
+    }
+
+    /// Normalises `x`, the input of norm layer `index`, then applies ReLU if asked.
     pub fn norm(
         &mut self,
         index: usize,
-        scale: usize,
-        x: &Tensor,
+        x: Tensor,
         layer: &InstanceNorm,
         relu: bool,
-    ) -> candle_core::Result<Option<Tensor>> {
-        self.norm_then_add(index, scale, x, layer, relu, None)
+    ) -> Result<Flow> {
+        self.norm_then_add(index, x, layer, relu, None)
     }
 
     /// `residual + norm(x)` (a residual block's second norm, no ReLU), fused where possible.
     pub fn norm_add(
         &mut self,
         index: usize,
-        scale: usize,
-        x: &Tensor,
+        x: Tensor,
         layer: &InstanceNorm,
         residual: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        self.norm_then_add(index, scale, x, layer, false, Some(residual))
+    ) -> Result<Flow> {
+        self.norm_then_add(index, x, layer, false, Some(residual))
     }
 
     fn norm_then_add(
         &mut self,
         index: usize,
-        scale: usize,
-        x: &Tensor,
+        x: Tensor,
         layer: &InstanceNorm,
         relu: bool,
         residual: Option<&Tensor>,
-    ) -> candle_core::Result<Option<Tensor>> {
-        if let Some(t) = self.timer.as_deref_mut() {
-            t.mark(&format!("conv {index}"))?;
+    ) -> Result<Flow> {
+        if self.cancel.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+            return Err(Error::Cancelled);
         }
-        let y = self.norm_untimed(index, scale, x, layer, relu, residual)?;
-        if let Some(t) = self.timer.as_deref_mut() {
-            t.mark(&format!("norm {index}"))?;
+        if let Some(mark) = self.marks.as_deref_mut() {
+            mark(&format!("conv {index}"))?;
+        }
+        let y = self.norm_unmarked(index, x, layer, relu, residual)?;
+        if let (Flow::Next(_), Some(mark)) = (&y, self.marks.as_deref_mut()) {
+            mark(&format!("norm {index}"))?;
         }
         Ok(y)
     }
 
-    fn norm_untimed(
+    fn norm_unmarked(
         &mut self,
         index: usize,
-        scale: usize,
-        x: &Tensor,
+        x: Tensor,
         layer: &InstanceNorm,
         relu: bool,
         residual: Option<&Tensor>,
-    ) -> candle_core::Result<Option<Tensor>> {
-        if let Some(flag) = self.cancel {
-            if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                self.cancelled = true;
-                return Ok(None);
+    ) -> Result<Flow> {
+        let add = |y: Tensor| -> candle_core::Result<Tensor> {
+            match residual {
+                Some(r) => r + y,
+                None => Ok(y),
             }
-        }
-        let add = |y: Tensor| match residual {
-            Some(r) => r + y,
-            None => Ok(y),
         };
-        if let Some(stats) = self.fixed.get(index) {
-            return add(layer.forward_with(x, Some(stats), relu)?).map(Some);
-        }
-        if let Some(t) = self.temporal.as_deref_mut() {
-            let stats = t.mix(index, per_image_stats(x)?)?;
-            return add(layer.forward_with(x, Some(&stats), relu)?).map(Some);
-        }
-        if let Some((target, region)) = self.collect {
-            if target == index {
-                let (_, _, h, w) = x.dims4()?;
-                let (x0, y0) = (region.x0 / scale, region.y0 / scale);
-                let x1 = region.x1.map_or(w, |v| v / scale).min(w);
-                let y1 = region.y1.map_or(h, |v| v / scale).min(h);
-                let mut acc = self.collected.take().unwrap_or_default();
-                if x1 > x0 && y1 > y0 {
-                    acc.add(&x.narrow(2, y0, y1 - y0)?.narrow(3, x0, x1 - x0)?)?;
-                }
-                self.collected = Some(acc);
-                return Ok(None);
+        let fixed = match &mut self.stats {
+            NormStats::Own => None,
+            NormStats::Fixed(fixed) => fixed.get(index),
+            NormStats::Collect { fixed, layer: stop } => match fixed.get(index) {
+                Some(stats) => Some(stats),
+                None if index == *stop => return Ok(Flow::Stop(x)),
+                None => None,
+            },
+            NormStats::Temporal(t) => {
+                let stats = t.mix(index, per_image_stats(&x)?)?;
+                return Ok(Flow::Next(add(layer.forward_with(
+                    &x,
+                    Some(&stats),
+                    relu,
+                )?)?));
             }
-        }
-        match residual {
-            Some(r) if !relu => layer.forward_add(x, r).map(Some),
-            _ => add(layer.forward_with(x, None, relu)?).map(Some),
-        }
+        };
+        let y = match (fixed, residual) {
+            (Some(stats), _) => add(layer.forward_with(&x, Some(stats), relu)?)?,
+            (None, Some(r)) if !relu => layer.forward_add(&x, r)?,
+            (None, _) => add(layer.forward_with(&x, None, relu)?)?,
+        };
+        Ok(Flow::Next(y))
     }
 }
 
@@ -459,29 +383,15 @@ pub fn per_image_stats(x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
     Ok((mean.unsqueeze(3)?, var.unsqueeze(3)?))
 }
 
-/// Turns host statistics into `(1, C, 1, 1)` tensors on `device`.
-pub fn stats_to_tensors(
-    stats: &ChannelStats,
-    device: &Device,
-    dtype: DType,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let c = stats.mean.len();
-    let mean = Tensor::from_iter(stats.mean.iter().map(|&v| v as f32), device)?
-        .reshape((1, c, 1, 1))?
-        .to_dtype(dtype)?;
-    let var = Tensor::from_iter(stats.var.iter().map(|&v| v as f32), device)?
-        .reshape((1, c, 1, 1))?
-        .to_dtype(dtype)?;
-    Ok((mean, var))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn accumulated_stats_equal_whole_image_stats() {
         let x = Tensor::randn(3f32, 2., (1, 4, 10, 7), &Device::Cpu).unwrap();
+        use crate::stylize::tiling::StatsAccumulator;
         let mut acc = StatsAccumulator::default();
         acc.add(&x.narrow(2, 0, 3).unwrap()).unwrap();
         acc.add(&x.narrow(2, 3, 7).unwrap()).unwrap();
