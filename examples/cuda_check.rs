@@ -80,6 +80,7 @@ fn randn(dims: &[usize], scale: f64, shift: f64) -> Tensor {
 }
 
 fn main() {
+    atelier::tuning::Tuning::from_env().install();
     let dev = DeviceChoice::Cuda(0).open().expect("a CUDA device");
     let mut worst = 0f64;
     let mut report = |name: &str, errs: Vec<f64>| {
@@ -203,7 +204,7 @@ fn main() {
     println!(
         "worst relative error {worst:.2e} (tf32 {}, fused ops {})",
         atelier::device::tf32_enabled(),
-        std::env::var("ATELIER_FUSED").map_or(true, |v| v != "0")
+        atelier::tuning::current().fused_kernels
     );
     if worst > 1e-2 {
         std::process::exit(1);

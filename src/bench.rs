@@ -5,6 +5,7 @@
 use crate::model::StyleModel;
 use crate::nn::{Precision, StyleNet, Variant};
 use crate::stylize::{Stylizer, Tiling};
+use crate::tuning::NcuTarget;
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -23,19 +24,9 @@ pub struct InferTiming {
 
 /// A network with random weights (speed does not depend on the values), as plain tensors:
 /// inference must not pay for gradient tracking.
-/// What `ATELIER_NCU` asks to bracket with the profiler API (for `ncu --profile-from-start
-/// off`): `1`, one inference pass; `train`, one training step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NcuTarget {
-    Inference,
-    Training,
-}
-
+/// What [`Tuning::ncu`](crate::tuning::Tuning::ncu) asks to bracket with the profiler API.
 fn ncu_target() -> Option<NcuTarget> {
-    match std::env::var("ATELIER_NCU").ok()?.as_str() {
-        "train" => Some(NcuTarget::Training),
-        _ => Some(NcuTarget::Inference),
-    }
+    crate::tuning::current().ncu
 }
 
 pub fn random_net(variant: Variant, device: &Device, precision: Precision) -> Result<StyleNet> {
@@ -60,7 +51,7 @@ pub fn time_inference(
     device.synchronize()?;
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs.max(1) {
-        // Under `ncu --profile-from-start off`, ATELIER_NCU=1 profiles the first timed pass
+        // Under `ncu --profile-from-start off`, `Tuning::ncu` = inference profiles the first timed pass
         // only (not the warm-up, whose algorithm searches launch hundreds of kernels).
         let ncu = i == 0 && ncu_target() == Some(NcuTarget::Inference);
         if ncu {
@@ -120,7 +111,7 @@ pub fn profile_inference(
 
 /// Wall time of the stretches of a forward pass between instance norms ("conv i": padding,
 /// conv and residual add before norm i) and of each norm ("norm i"), the device synchronised
-/// at every mark. Summed over passes; `ATELIER_PROFILE=1 atelier bench` prints it.
+/// at every mark. Summed over passes; `atelier bench` prints it under `Tuning::profile`.
 pub struct LayerTimer {
     device: Device,
     last: std::time::Instant,
@@ -414,7 +405,7 @@ fn training_setup(
     let vgg = Vgg16::load(vgg_path, device)?;
     // The loss of `pytorch_reference.py` (relu2_2 content at 1e5, relu1_2..relu4_3 Grams at
     // 3e6), so the two training rates compare like for like. `atelier train`'s default loss
-    // reads one block deeper (relu5_3) and costs about 15 % more per step.
+    // reads one block deeper (relu5_3) and costs more per step.
     let spec = crate::train::loss::LossSpec::raw(1e5, 3e6, 0.0);
     let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;
     let objective = Perceptual::new(vgg, &style, &spec, None)?;

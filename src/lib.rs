@@ -1,6 +1,8 @@
 //! Atelier: fast neural style transfer on candle — the library shared by the command
 //! line and the desktop app.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod alloc;
 #[cfg(feature = "app")]
 pub mod app;
@@ -19,6 +21,7 @@ pub mod ops;
 pub mod output_plan;
 pub mod stylize;
 pub mod train;
+pub mod tuning;
 pub mod video;
 
 pub use error::{Error, Result};

@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         // SAFETY: as above.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
+    // The one place the `ATELIER_*` switches are read (the app runs under this `main` too).
+    atelier::tuning::Tuning::from_env().install();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

@@ -17,11 +17,11 @@ pub const NORM_LAYERS: usize = 15;
 /// Input pixels per feature-map pixel at the input of each norm layer.
 pub const NORM_SCALES: [usize; NORM_LAYERS] = [1, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1];
 
-/// Whether the 3-channel input conv takes the twice-blocked form (`ATELIER_INPUT_BLOCKED=0`
-/// keeps cuDNN's direct form, for comparisons).
+/// Whether the 3-channel input conv takes the twice-blocked form
+/// ([`Tuning::input_blocked`](crate::tuning::Tuning::input_blocked) off keeps cuDNN's direct
+/// form, for comparisons).
 fn input_blocked() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ATELIER_INPUT_BLOCKED").map_or(true, |v| v != "0"))
+    crate::tuning::current().input_blocked
 }
 
 #[derive(Debug, Clone)]
@@ -44,8 +44,8 @@ impl ConvLayer {
     ) -> Result<Self> {
         let conv = Conv::new(&vb.pp("conv2d"), c_in, c_out, k, stride, true)?;
         let pad = k / 2;
-        // Which rewrites pay was measured (H100, cuDNN 9.19, f16; see conv_rewrite.rs): not
-        // the 3-channel input conv, and the stride-2 one only for the 32-channel layer.
+        // Which rewrites pay was measured (see conv_rewrite.rs): the stride-2 one only for the
+        // 32-channel layer.
         let fast = match (FastConv::applies(&conv.weight), up, k, stride) {
             (true, true, 3, 1) => Some(FastConv::subpixel(&conv.weight)?),
             (true, false, 3, 2) if c_in <= 32 => Some(FastConv::strided(&conv.weight)?),

@@ -113,11 +113,10 @@ pub enum Precision {
 
 impl Precision {
     /// f16 for the Johnson network on CUDA builds with cuDNN (the combination whose f16
-    /// path is implemented and measured), f32 everywhere else. `ATELIER_PRECISION=f32`
-    /// forces f32.
+    /// path is implemented and measured), f32 everywhere else, and f32 when
+    /// [`Tuning::half_precision`](crate::tuning::Tuning::half_precision) is off.
     pub fn auto(variant: Variant, device: &Device) -> Self {
-        let forced_f32 = std::env::var("ATELIER_PRECISION").is_ok_and(|v| v == "f32");
-        if Self::F16.supported(variant, device) && !forced_f32 {
+        if Self::F16.supported(variant, device) && crate::tuning::current().half_precision {
             Self::F16
         } else {
             Self::F32

@@ -10,19 +10,13 @@ const IM2COL_BUDGET_BYTES: usize = 512 << 20;
 
 /// Largest activation (in elements, input or output) one cuDNN call gets in inference. cuDNN
 /// works in NHWC internally and transposes NCHW operands within its workspace; past what that
-/// workspace holds it falls back to far slower kernels (H100, f16, 3840×2160: the 3-channel
-/// output conv, 32 channels in, took 168 ms against 1.5 ms at 1024², 14× for 8× the pixels).
-/// Bands of rows this size keep every call in the range where it scales.
-/// `ATELIER_BAND_ELEMENTS` sets another size (small values check the banded path on small
-/// images).
+/// workspace holds it falls back to far slower kernels (at 4K, the 9×9 output conv ran about
+/// ten times slower than its pixel count predicts: `docs/benchmarks.md`, stop 10). Bands of
+/// rows this size keep every call in the range where it scales.
+/// [`Tuning::cudnn_band_elements`](crate::tuning::Tuning::cudnn_band_elements) sets another
+/// size (small values check the banded path on small images).
 fn cudnn_band_elements() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| {
-        std::env::var("ATELIER_BAND_ELEMENTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1 << 26)
-    })
+    crate::tuning::current().cudnn_band_elements
 }
 
 /// An unpadded conv for any device; differentiable, so training uses it too.

@@ -250,6 +250,7 @@ fn conv_im2col(x: &[f32], weight: &[f32], out: &mut [f32], s: ConvShape) {
 struct SharedOut(*mut MaybeUninit<f32>);
 // SAFETY: each band writes only the output pixels of its own tiles.
 unsafe impl Send for SharedOut {}
+// SAFETY: as for Send: shared use never writes the same pixel from two bands.
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {

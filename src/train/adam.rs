@@ -107,8 +107,8 @@ impl Adam {
     }
 }
 
-/// The CUDA update ([`crate::ops::cuda::adam_step`]) unless `ATELIER_FUSED_ADAM=0`.
+/// The CUDA update ([`crate::ops::cuda::adam_step`]) unless
+/// [`Tuning::fused_adam`](crate::tuning::Tuning::fused_adam) is off.
 fn fused_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ATELIER_FUSED_ADAM").map_or(true, |v| v != "0"))
+    crate::tuning::current().fused_adam
 }

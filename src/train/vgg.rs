@@ -52,8 +52,9 @@ pub enum Preprocess {
 pub struct Vgg16 {
     /// Weights (in [`Self::dtype`]) and `(1, C, 1, 1)` f32 biases, in order.
     convs: Vec<(Tensor, Tensor)>,
-    /// The dtype the network computes in (see [`loss_network_dtype`]); weights are stored in
-    /// it, biases stay f32, and the taps come out in f32.
+    /// The dtype the network computes in (f32: a bf16 loss network was measured no faster,
+    /// `docs/benchmarks.md`); weights are stored in it, biases stay f32, and the taps come out
+    /// in f32.
     dtype: DType,
     /// What each conv of `convs` is: VGG16's or VGG19's table, cut where the file ends.
     layers: Vec<LayerSpec>,
@@ -61,21 +62,6 @@ pub struct Vgg16 {
     shift: Tensor,
     scale: Tensor,
     permute_bgr: bool,
-}
-
-/// The dtype the loss network computes in on `device`: f32, or bf16 on CUDA builds with cuDNN
-/// when `ATELIER_TRAIN_PRECISION=bf16` (mixed precision: the style network, its gradients and
-/// Adam stay f32; only the fixed loss network runs in bf16, which keeps f32's range, so no loss
-/// scaling is needed; the Gram matrices are computed in f32). Measured on an H200: the same
-/// loss curve over 1000 iterations, but no faster (65.5 against 64.9 it/s, within noise),
-/// so f32 stays the default; bf16 would also need an Ampere or newer GPU.
-pub fn loss_network_dtype(device: &Device) -> DType {
-    let bf16 = std::env::var("ATELIER_TRAIN_PRECISION").is_ok_and(|v| v == "bf16");
-    if bf16 && cfg!(feature = "cudnn") && device.is_cuda() {
-        DType::BF16
-    } else {
-        DType::F32
-    }
 }
 
 /// The VGG16 shipped in `models/`.
@@ -87,13 +73,9 @@ pub fn bundled_vgg_path() -> Option<PathBuf> {
 
 impl Vgg16 {
     /// Loads `features.*` weights from a `.safetensors` or PyTorch `.pth` file, to compute in
-    /// [`loss_network_dtype`].
+    /// f32.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        Self::load_as(path, device, loss_network_dtype(device))
-    }
-
-    /// As [`Self::load`], computing in `dtype` (f32, or bf16 on CUDA).
-    pub fn load_as(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let dtype = DType::F32;
         let ext = path
             .extension()
             .and_then(|e| e.to_str())

@@ -25,23 +25,6 @@ __device__ __forceinline__ void st(unsigned short* p, float v) {
     *p = h;
 }
 
-// bfloat16 (the loss network's dtype in mixed-precision training): the top half of an f32.
-struct bf16_t {
-    unsigned short v;
-};
-__device__ __forceinline__ float ld(const bf16_t* p) {
-    return __uint_as_float(((unsigned int)p->v) << 16);
-}
-__device__ __forceinline__ void st(bf16_t* p, float v) {
-    unsigned int u = __float_as_uint(v);
-    if ((u & 0x7fffffff) > 0x7f800000) {  // NaN stays NaN
-        p->v = (unsigned short)((u >> 16) | 0x40);
-        return;
-    }
-    u += 0x7fff + ((u >> 16) & 1);  // round to nearest even
-    p->v = (unsigned short)(u >> 16);
-}
-
 // Source index along one axis of length n for output position o of remap_fwd.
 __device__ __forceinline__ int remap_src(int o, int n, int pad, int up, int edge) {
     const int j = edge ? min(max(o - pad, 0), n * up - 1) : reflect(o - pad, n * up);

@@ -6,8 +6,8 @@
 //! with NVRTC), where candle's composition runs 5–20 kernels forward and, through its autograd
 //! (which also zero-fills and adds every gradient it accumulates), several times that backward.
 //!
-//! Used only on CUDA for f32 tensors ([`available`]); `ATELIER_FUSED=0` switches back to the
-//! candle compositions. The CPU never takes these ops (their CPU passes refuse), so CPU
+//! Used only on CUDA for f32 tensors ([`available`]); `Tuning::fused_kernels` off switches back
+//! to the candle compositions. The CPU never takes these ops (their CPU passes refuse), so CPU
 //! inference and the CPU gradient tests run exactly as before; `examples/cuda_check.rs`
 //! checks them on the GPU against the CPU compositions in f64.
 
@@ -16,18 +16,20 @@
 
 use candle_core::{DType, Layout, Result, Tensor};
 
-/// Whether the fused ops run `x`: CUDA builds, a CUDA f32 tensor, not `ATELIER_FUSED=0`.
+/// Whether the fused ops run `x`: CUDA builds, a CUDA f32 tensor, [`Tuning::fused_kernels`].
+///
+/// [`Tuning::fused_kernels`]: crate::tuning::Tuning::fused_kernels
 pub fn available(x: &Tensor) -> bool {
-    cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && enabled_by_env()
+    cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && enabled()
 }
 
 /// Whether [`bias_relu`] and [`max_pool2`] run `x`, forward and backward: as [`available`], and
-/// also in half precision (f16 or bf16: the loss network in mixed-precision training).
+/// also in f16.
 pub fn available_half_too(x: &Tensor) -> bool {
     cfg!(feature = "cuda")
         && x.device().is_cuda()
-        && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
-        && enabled_by_env()
+        && matches!(x.dtype(), DType::F32 | DType::F16)
+        && enabled()
 }
 
 /// Whether [`remap`] and [`instance_norm`] run `x`: as [`available`], and also for f16 tensors
@@ -38,12 +40,11 @@ pub fn available_for_inference(x: &Tensor) -> bool {
             && x.device().is_cuda()
             && x.dtype() == DType::F16
             && !x.track_op()
-            && enabled_by_env())
+            && enabled())
 }
 
-fn enabled_by_env() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ATELIER_FUSED").map_or(true, |v| v != "0"))
+fn enabled() -> bool {
+    crate::tuning::current().fused_kernels
 }
 
 fn cuda_only(name: &str) -> candle_core::Error {
@@ -222,7 +223,7 @@ pub(crate) mod gpu {
             let func = $dev.get_or_load_custom_func($name, "atelier_ops", ptx()?)?;
             let mut b = func.builder();
             $( b.arg($arg); )*
-            // Safety: the argument list matches the kernel's signature in the `.cu` files.
+            // SAFETY: the argument list matches the kernel's signature in the `.cu` files.
             unsafe { b.launch($cfg) }.w()?;
         }};
     }

@@ -340,6 +340,8 @@ pub(crate) mod gpu {
         let d = dev(sx);
         let x = view_as::<f16>(sx, lx)?;
         let stats = d.alloc_zeros::<f64>(2 * planes)?;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<f32>(2 * planes)? };
         let (hw8, chunk8) = ((hw / 8) as i32, (CHUNK / 8) as i32);
         launch!(
@@ -368,6 +370,8 @@ pub(crate) mod gpu {
         let d = dev(sx);
         let x = view_as::<f16>(sx, lx)?;
         let ss = view(ss_s, ss_l)?;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<f16>(total)? };
         let (t8, hw8, relu_i) = ((total / 8) as i64, (hw / 8) as i32, relu as i32);
         launch!(
@@ -397,7 +401,11 @@ pub(crate) mod gpu {
         let x = view_as::<f16>(sx, lx)?;
         let (planes, total) = (n * c, n * c * hw);
         let stats = d.alloc_zeros::<f64>(2 * planes)?;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let ss = unsafe { d.alloc::<f32>(2 * planes)? };
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<f16>(total)? };
         let (hw8, chunk8) = ((hw / 8) as i32, (CHUNK / 8) as i32);
         launch!(
@@ -469,6 +477,8 @@ pub(crate) mod gpu {
         let (x, gamma, beta) = (view_as::<T>(sx, lx)?, view(sg, lg)?, view(sb, lb)?);
         let (planes, total) = (n * c, n * c * hw);
         let stats = d.alloc_zeros::<f64>(2 * planes)?;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(total)? };
         let (hw_i, chunk) = (hw as i32, CHUNK as i32);
         launch!(
@@ -511,6 +521,8 @@ pub(crate) mod gpu {
         let (x, g, params) = (view(sx, lx)?, view(sg, lg)?, view(sp, lp)?);
         let (planes, total) = (n * c, n * c * hw);
         let sums = d.alloc_zeros::<f64>(4 * planes)?;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<f32>(total + 2 * c)? };
         let (c_i, hw_i, chunk, relu_i) = (c as i32, hw as i32, CHUNK as i32, relu as i32);
         let cfg = per_plane(planes, hw);

@@ -8,8 +8,8 @@ __device__ void remap_fwd_impl(const T* x, T* y, long long planes, int h, int w,
                                int edge) {
     const int oh = h * up + 2 * pad, ow = w * up + 2 * pad;
     // One plane per blockIdx.y and whole rows per block when the grid allows it: each row's
-    // source row is found once, and no division per element (64-bit division made this
-    // copy 5-8× slower than its memory traffic; per-element 32-bit division still 3×).
+    // source row is found once, and no division per element (division per element made this
+    // copy several times slower than its memory traffic).
     if (gridDim.y > 1) {
         const long long p = blockIdx.y;
         const T* xp = x + p * h * w;

@@ -289,6 +289,8 @@ pub(crate) mod gpu {
         } else {
             planes * (h * up + 2 * pad) * (w * up + 2 * pad)
         };
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(total)? };
         let (p, h, w, pad, up) = (planes as i64, h as i32, w as i32, pad as i32, up as i32);
         if backward {
@@ -339,6 +341,8 @@ pub(crate) mod gpu {
         let d = dev(s);
         let src = view_as::<T>(s, l)?;
         let per_plane = 4 * sh * sw;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(planes * per_plane)? };
         let cfg = by_rows(planes, 4 * sh);
         let (h, w, pad) = (h as i32, w as i32, pad as i32);
@@ -373,6 +377,8 @@ pub(crate) mod gpu {
         let d = dev(s);
         let src = view_as::<T>(s, l)?;
         let total = planes * 4 * h * w;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(total)? };
         let (p, h, w) = (planes as i64, h as i32, w as i32);
         launch!(
@@ -434,6 +440,8 @@ pub(crate) mod gpu {
     ) -> Result<CudaStorage> {
         let d = dev(s1);
         let (x, b) = (view_as::<f16>(s1, l1)?, view(s2, l2)?);
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<f32>(n * c * oh * ow)? };
         let (ci, h, w, ohi, owi) = (c as i32, h as i32, w as i32, oh as i32, ow as i32);
         launch!(

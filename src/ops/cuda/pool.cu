@@ -33,10 +33,6 @@ extern "C" __global__ void maxpool2_fwd_h(const unsigned short* x, unsigned shor
                                           long long planes, int h, int w) {
     maxpool2_fwd_impl(x, y, planes, h, w);
 }
-extern "C" __global__ void maxpool2_fwd_b(const bf16_t* x, bf16_t* y, long long planes, int h,
-                                          int w) {
-    maxpool2_fwd_impl(x, y, planes, h, w);
-}
 
 // Gradient of maxpool2_fwd at input (r, c) of plane p: each window's gradient goes to its first
 // maximum (as PyTorch).
@@ -81,10 +77,6 @@ extern "C" __global__ void maxpool2_bwd_h(const unsigned short* x, const unsigne
                                           unsigned short* gx, long long planes, int h, int w) {
     maxpool2_bwd_impl(x, g, gx, planes, h, w);
 }
-extern "C" __global__ void maxpool2_bwd_b(const bf16_t* x, const bf16_t* g, bf16_t* gx,
-                                          long long planes, int h, int w) {
-    maxpool2_bwd_impl(x, g, gx, planes, h, w);
-}
 
 // y = max(x + b[c], 0), b in f32. Grid (chunks, planes): plane p = n·C + c, no division per
 // element (the flat form's 64-bit division made it several times slower than its traffic).
@@ -114,10 +106,6 @@ extern "C" __global__ void bias_relu_fwd_h(const unsigned short* x, const float*
                                            int hw) {
     bias_relu_impl(x, b, y, total, channels, hw);
 }
-extern "C" __global__ void bias_relu_fwd_b(const bf16_t* x, const float* b, bf16_t* y,
-                                           long long total, int channels, int hw) {
-    bias_relu_impl(x, b, y, total, channels, hw);
-}
 
 // gx = g where y > 0, else 0 (gradient of a ReLU from its output).
 template <typename T>
@@ -129,9 +117,5 @@ extern "C" __global__ void relu_bwd(const float* y, const float* g, float* gx, l
 }
 extern "C" __global__ void relu_bwd_h(const unsigned short* y, const unsigned short* g,
                                       unsigned short* gx, long long total) {
-    relu_bwd_impl(y, g, gx, total);
-}
-extern "C" __global__ void relu_bwd_b(const bf16_t* y, const bf16_t* g, bf16_t* gx,
-                                      long long total) {
     relu_bwd_impl(y, g, gx, total);
 }

@@ -141,7 +141,7 @@ pub(crate) mod gpu {
     use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::{CudaDType, WrapErr};
     use candle_core::{CudaStorage, DType, Layout, Result};
-    use half::{bf16, f16};
+    use half::f16;
 
     /// Grid (chunks of a plane, planes) for the kernels with a per-plane branch; flat past the
     /// limits of a grid's y dimension.
@@ -161,7 +161,6 @@ pub(crate) mod gpu {
     ) -> Result<CudaStorage> {
         match s.dtype() {
             DType::F16 => maxpool2_fwd_t::<f16>(s, l, planes, h, w, "maxpool2_fwd_h"),
-            DType::BF16 => maxpool2_fwd_t::<bf16>(s, l, planes, h, w, "maxpool2_fwd_b"),
             _ => maxpool2_fwd_t::<f32>(s, l, planes, h, w, "maxpool2_fwd"),
         }
     }
@@ -177,6 +176,8 @@ pub(crate) mod gpu {
         let d = dev(s);
         let src = view_as::<T>(s, l)?;
         let total = planes * (h / 2) * (w / 2);
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(total)? };
         let cfg = planar(planes, h / 2, (h / 2) * (w / 2));
         let (p, h, w) = (planes as i64, h as i32, w as i32);
@@ -196,7 +197,6 @@ pub(crate) mod gpu {
         let (a, b) = ((s1, l1), (s2, l2));
         match s1.dtype() {
             DType::F16 => maxpool2_bwd_t::<f16>(a, b, planes, h, w, "maxpool2_bwd_h"),
-            DType::BF16 => maxpool2_bwd_t::<bf16>(a, b, planes, h, w, "maxpool2_bwd_b"),
             _ => maxpool2_bwd_t::<f32>(a, b, planes, h, w, "maxpool2_bwd"),
         }
     }
@@ -212,6 +212,8 @@ pub(crate) mod gpu {
         let d = dev(s1);
         let (x, g) = (view_as::<T>(s1, l1)?, view_as::<T>(s2, l2)?);
         let total = planes * h * w;
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(total)? };
         let cfg = planar(planes, h, h * w);
         let (p, h, w) = (planes as i64, h as i32, w as i32);
@@ -230,7 +232,6 @@ pub(crate) mod gpu {
         let (a, b) = ((s1, l1), (s2, l2));
         match s1.dtype() {
             DType::F16 => bias_relu_t::<f16>(a, b, channels, hw, "bias_relu_fwd_h"),
-            DType::BF16 => bias_relu_t::<bf16>(a, b, channels, hw, "bias_relu_fwd_b"),
             _ => bias_relu_t::<f32>(a, b, channels, hw, "bias_relu_fwd"),
         }
     }
@@ -245,6 +246,8 @@ pub(crate) mod gpu {
         let d = dev(s1);
         let (x, b) = (view_as::<T>(s1, l1)?, view(s2, l2)?);
         let total = l1.shape().elem_count();
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(total)? };
         let cfg = chunks(total / hw.max(1), hw);
         let (t, c, hw) = (total as i64, channels as i32, hw as i32);
@@ -261,7 +264,6 @@ pub(crate) mod gpu {
         let (a, b) = ((s1, l1), (s2, l2));
         match s1.dtype() {
             DType::F16 => relu_bwd_t::<f16>(a, b, "relu_bwd_h"),
-            DType::BF16 => relu_bwd_t::<bf16>(a, b, "relu_bwd_b"),
             _ => relu_bwd_t::<f32>(a, b, "relu_bwd"),
         }
     }
@@ -274,6 +276,8 @@ pub(crate) mod gpu {
         let d = dev(s1);
         let (y, g) = (view_as::<T>(s1, l1)?, view_as::<T>(s2, l2)?);
         let total = l1.shape().elem_count();
+        // SAFETY: uninitialised device memory; the kernels below write every element
+        // before anything reads it.
         let out = unsafe { d.alloc::<T>(total)? };
         let t = total as i64;
         launch!(d, kernel, flat(total), &y, &g, &out, &t);
