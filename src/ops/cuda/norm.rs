@@ -3,7 +3,9 @@
 // The ops' fields are read by their CUDA passes only.
 #![cfg_attr(not(feature = "cuda"), allow(dead_code))]
 
-use super::{available_for_inference, cuda_only, dims4};
+#[cfg(feature = "cuda")]
+use super::dims4;
+use super::{available_for_inference, cuda_only};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
