@@ -1,5 +1,5 @@
 //! Atelier: fast neural style transfer on candle — the library shared by the command
-//! line and the desktop app.
+//! line and the desktop app. `ARCHITECTURE.md` shows how the modules fit together.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
