@@ -9,8 +9,8 @@
 //! exceeds 1e-2 (TF32 keeps 10 mantissa bits: expect ~1e-3; f32 math: ~1e-6).
 use atelier::device::DeviceChoice;
 use atelier::nn::norm;
+use atelier::ops::pool::max_pool_2x2;
 use atelier::ops::{cudnn, pad};
-use atelier::train::vgg::max_pool_2x2;
 use candle_core::{DType, Device, Tensor, Var};
 
 fn rel_err(a: &Tensor, reference: &Tensor) -> f64 {

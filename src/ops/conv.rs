@@ -48,6 +48,25 @@ pub fn conv2d_banded(x: &Tensor, w: &Tensor, stride: usize) -> candle_core::Resu
     conv_in_bands(x, k, stride, rows, |band| band.conv2d(w, 0, stride, 1, 1))
 }
 
+/// Gradient of the conv with weights `w` (zero padding `pad`, `stride`) with respect to its
+/// input of `x_dims`, from the output gradient `g`: cuDNN's backward-data pass where it runs,
+/// autograd on the conv elsewhere.
+pub fn conv2d_input_grad(
+    g: &Tensor,
+    w: &Tensor,
+    x_dims: [usize; 4],
+    stride: usize,
+    pad: usize,
+) -> candle_core::Result<Tensor> {
+    if super::cudnn::available(g, w) {
+        return super::cudnn::conv2d_input_grad(g, w, x_dims, stride, pad);
+    }
+    // The conv is linear in its input: the gradient does not depend on where it is taken.
+    let v = candle_core::Var::zeros(x_dims.to_vec(), g.dtype(), g.device())?;
+    let y = v.as_tensor().conv2d(&w.detach(), pad, stride, 1, 1)?;
+    super::grad_through(&v, &y, g)
+}
+
 /// Runs `conv` (a `k`×`k` conv at `stride`, no padding) over bands of at most `rows` output
 /// rows (at least one) and stacks the results; one call when everything fits.
 fn conv_in_bands(

@@ -8,6 +8,21 @@ pub mod cpu_conv;
 pub mod cuda;
 pub mod cudnn;
 pub mod pad;
+pub mod pool;
+
+/// `∂L/∂v` for `y` computed from `v`, given `∂L/∂y = g`: one operation's gradient through
+/// autograd, for the devices without the hand-written kernels.
+pub(crate) fn grad_through(
+    v: &candle_core::Var,
+    y: &candle_core::Tensor,
+    g: &candle_core::Tensor,
+) -> candle_core::Result<candle_core::Tensor> {
+    let grads = y.mul(&g.detach())?.sum_all()?.backward()?;
+    grads
+        .get(v.as_tensor())
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg("the operation has no input gradient".into()))
+}
 
 /// Largest absolute element-wise difference (for tests comparing two computations).
 #[cfg(test)]

@@ -283,7 +283,7 @@ impl Vgg16 {
             .to_dtype(self.dtype)?;
         let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut acts = Vec::new();
-        use crate::ops::{cuda, cudnn};
+        use crate::ops::{cudnn, pool};
         for (i, (w, b)) in self.convs.iter().enumerate().take(last + 1) {
             let y = if cudnn::available(&x, w) {
                 // cuDNN pads inside the conv: no padded copies forward or backward.
@@ -298,11 +298,7 @@ impl Vgg16 {
                 };
                 conv.forward(&x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?
             };
-            x = if cuda::available_half_too(&y) {
-                cuda::bias_relu(&y, b)?
-            } else {
-                y.broadcast_add(b)?.relu()?
-            };
+            x = pool::bias_relu(&y, b)?;
             if keep {
                 acts.push(x.clone());
             }
@@ -312,11 +308,7 @@ impl Vgg16 {
                 }
             }
             if self.layers[i].pool_after && i < last {
-                x = if cuda::available_half_too(&x) {
-                    cuda::max_pool2(&x)?
-                } else {
-                    max_pool_2x2(&x)?
-                };
+                x = pool::max_pool2(&x)?;
             }
         }
         let (n, c, h, w) = input_dims;
@@ -348,7 +340,7 @@ impl Vgg16 {
             if self.layers[i].pool_after && i + 1 < saved.acts.len() {
                 // The forward pooled after this layer (and after its tap).
                 if let Some(gp) = g.take() {
-                    g = Some(pool_grad(a, &gp)?);
+                    g = Some(crate::ops::pool::max_pool2_grad(a, &gp)?);
                 }
             }
             for (k, t) in saved.positions.iter().enumerate() {
@@ -364,9 +356,15 @@ impl Vgg16 {
                 }
             }
             let Some(ga) = g.take() else { continue };
-            let gz = relu_grad(a, &ga)?;
+            let gz = crate::ops::pool::relu_grad(a, &ga)?;
             let (n, _, h, wd) = a.dims4()?;
-            g = Some(conv_input_grad(&gz, w, [n, w.dim(1)?, h, wd])?);
+            g = Some(crate::ops::conv::conv2d_input_grad(
+                &gz,
+                w,
+                [n, w.dim(1)?, h, wd],
+                1,
+                1,
+            )?);
         }
         let [n, c, h, w] = saved.input_dims;
         let g = match g {
@@ -398,79 +396,4 @@ pub struct Saved {
     pub taps: Vec<Tensor>,
     positions: Vec<Tap>,
     input_dims: [usize; 4],
-}
-
-/// Gradient through a ReLU, from its output `a`.
-fn relu_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::ops::cuda::available_half_too(a) {
-        return crate::ops::cuda::relu_grad(a, g);
-    }
-    g.mul(&a.gt(0.0)?.to_dtype(g.dtype())?)
-}
-
-/// Gradient through the 2×2 max pool of `a`.
-fn pool_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::ops::cuda::available_half_too(a) {
-        return crate::ops::cuda::max_pool2_grad(a, g);
-    }
-    // Elsewhere (tests, CPU training) through autograd on this one operation.
-    let v = candle_core::Var::from_tensor(&a.detach())?;
-    grad_through(&v, &max_pool_2x2(v.as_tensor())?, g)
-}
-
-/// Gradient of a 3×3, padding-1 conv with weights `w` with respect to its input of `x_dims`.
-fn conv_input_grad(g: &Tensor, w: &Tensor, x_dims: [usize; 4]) -> candle_core::Result<Tensor> {
-    use crate::ops::cudnn;
-    if cudnn::available(g, w) {
-        return cudnn::conv2d_input_grad(g, w, x_dims, 1, 1);
-    }
-    // The conv is linear in its input: the gradient does not depend on where it is taken.
-    let v = candle_core::Var::zeros(x_dims.to_vec(), g.dtype(), g.device())?;
-    grad_through(&v, &v.as_tensor().conv2d(&w.detach(), 1, 1, 1, 1)?, g)
-}
-
-/// `∂L/∂v` for `y` computed from `v`, given `∂L/∂y = g`: one operation's gradient through
-/// autograd, for the devices without the loss network's CUDA kernels.
-fn grad_through(v: &candle_core::Var, y: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    let grads = y.mul(&g.detach())?.sum_all()?.backward()?;
-    grads
-        .get(v.as_tensor())
-        .cloned()
-        .ok_or_else(|| candle_core::Error::Msg("the operation has no input gradient".into()))
-}
-
-/// 2×2 max pooling, stride 2 (odd trailing rows/columns dropped, as in VGG).
-///
-/// Written as a reshape and two max reductions because candle 0.11's `max_pool2d`
-/// backward multiplies the gradient by the fraction of maxima in each window (¼ for a
-/// unique maximum) instead of dividing by their count: every pool would shrink the
-/// gradient 4×, starving the content loss and the deeper style layers.
-pub fn max_pool_2x2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (h2, w2) = (h / 2, w / 2);
-    x.narrow(2, 0, 2 * h2)?
-        .narrow(3, 0, 2 * w2)?
-        .reshape((n, c, h2, 2, w2, 2))?
-        .max(5)?
-        .max(3)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn max_pool_matches_candle_forward_and_routes_the_whole_gradient() {
-        let x = candle_core::Var::randn(0f32, 1., (2, 3, 9, 8), &Device::Cpu).unwrap();
-        let ours = max_pool_2x2(x.as_tensor()).unwrap();
-        let theirs = x.as_tensor().max_pool2d(2).unwrap();
-        assert_eq!(crate::ops::max_abs_diff(&ours, &theirs), 0.0);
-        let g = ours.sum_all().unwrap().backward().unwrap();
-        let gx = g.get(x.as_tensor()).unwrap();
-        // Random inputs have one maximum per window: each window passes a gradient of exactly 1.
-        let total = gx.sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(total, (2 * 3 * 4 * 4) as f32);
-        let max = gx.max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(max, 1.0);
-    }
 }

@@ -4,9 +4,9 @@
 // The ops' fields are read by their CUDA passes only.
 #![cfg_attr(not(feature = "cuda"), allow(dead_code))]
 
+use super::cuda_only;
 #[cfg(feature = "cuda")]
 use super::dims4;
-use super::cuda_only;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// Reflection padding by `pad` of `x` `(N, C, H, W)`, after nearest upsampling by `up` (1 or 2).

@@ -3,9 +3,9 @@
 // The ops' fields are read by their CUDA passes only.
 #![cfg_attr(not(feature = "cuda"), allow(dead_code))]
 
+use super::cuda_only;
 #[cfg(feature = "cuda")]
 use super::dims4;
-use super::cuda_only;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// 2×2 max pooling with stride 2 of `x` `(N, C, H, W)`; gradients go to each window's first
