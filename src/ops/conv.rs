@@ -3,7 +3,97 @@
 //! CUDA builds with it, candle's conv otherwise, in bands of rows where one call would be too
 //! large.
 
-use candle_core::Tensor;
+use super::pad::with_cpu_f32;
+use candle_core::{DType, Tensor};
+
+/// `x ⋆ w + bias` (no padding) on any device: the hand-written CPU conv for inference on the
+/// CPU, [`conv2d_banded`] and a bias add elsewhere.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    if cpu_inference(x, w) {
+        return conv2d_cpu(x, w, bias, stride);
+    }
+    let y = conv2d_banded(x, w, stride)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// [`conv2d`] for an output that feeds an instance norm, which cancels the bias: the bias add
+/// is skipped, except on the CPU inference path, which adds it for free inside its GEMM.
+pub fn conv2d_before_norm(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    if cpu_inference(x, w) {
+        return conv2d_cpu(x, w, bias, stride);
+    }
+    conv2d_banded(x, w, stride)
+}
+
+/// `x ⋆ w` with zero padding `pad`: inside cuDNN where it runs (no padded copy forward or
+/// backward), a padded copy and [`conv2d`] elsewhere.
+pub fn conv2d_zero_padded(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> candle_core::Result<Tensor> {
+    if super::cudnn::available(x, w) {
+        return super::cudnn::conv2d(x, w, stride, pad);
+    }
+    let padded = x.pad_with_zeros(2, pad, pad)?.pad_with_zeros(3, pad, pad)?;
+    conv2d(&padded, w, None, stride)
+}
+
+/// Inference on the CPU goes through [`super::cpu_conv`]; anything that needs gradients, other
+/// dtypes or other devices uses candle's conv.
+fn cpu_inference(x: &Tensor, w: &Tensor) -> bool {
+    x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && !w.track_op()
+        && !x.track_op()
+}
+
+fn conv2d_cpu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    let (n, c_in, h, wd) = x.dims4()?;
+    let (c_out, _, k, _) = w.dims4()?;
+    let shape = super::cpu_conv::ConvShape {
+        c_in,
+        h,
+        w: wd,
+        c_out,
+        k,
+        stride,
+    };
+    let weight = w.flatten_all()?.to_vec1::<f32>()?;
+    let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+    let mut outs = Vec::with_capacity(n);
+    for i in 0..n {
+        let y = with_cpu_f32(&x.get(i)?, |xi| {
+            super::cpu_conv::conv2d(xi, &weight, bias.as_deref(), shape)
+        })?;
+        outs.push(Tensor::from_vec(
+            y,
+            (1, c_out, shape.out_h(), shape.out_w()),
+            x.device(),
+        )?);
+    }
+    Tensor::cat(&outs, 0)
+}
 
 /// Largest im2col buffer one conv call may ask the device for.
 const IM2COL_BUDGET_BYTES: usize = 512 << 20;

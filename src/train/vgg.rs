@@ -2,7 +2,6 @@
 //! perceptual losses.
 
 use crate::{Error, Result};
-use candle_core::Module as _;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -283,21 +282,9 @@ impl Vgg16 {
             .to_dtype(self.dtype)?;
         let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut acts = Vec::new();
-        use crate::ops::{cudnn, pool};
+        use crate::ops::{conv, pool};
         for (i, (w, b)) in self.convs.iter().enumerate().take(last + 1) {
-            let y = if cudnn::available(&x, w) {
-                // cuDNN pads inside the conv: no padded copies forward or backward.
-                cudnn::conv2d(&x, w, 1, 1)?
-            } else {
-                // Through `Conv`, so evaluation (nothing tracked) takes the fast CPU conv;
-                // training still gets candle's differentiable one.
-                let conv = crate::nn::conv::Conv {
-                    weight: w.clone(),
-                    bias: None,
-                    stride: 1,
-                };
-                conv.forward(&x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?
-            };
+            let y = conv::conv2d_zero_padded(&x, w, 1, 1)?;
             x = pool::bias_relu(&y, b)?;
             if keep {
                 acts.push(x.clone());
