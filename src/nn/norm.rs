@@ -6,10 +6,9 @@
 //! whole-image ones (tiles), "collect layer k's input, then stop" (the tiler's statistics
 //! sweeps), or smoothed over a video's frames.
 
-use crate::ops::cuda;
-use crate::ops::pad::is_plain_cpu;
+use crate::ops::norm::{self, per_image_stats, NormParams};
 use crate::{Error, Result};
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,14 +48,18 @@ impl InstanceNorm {
         })
     }
 
+    fn params(&self) -> NormParams<'_> {
+        NormParams {
+            gamma: &self.weight,
+            beta: &self.bias,
+            eps: self.eps,
+            params_f32: self.params_f32.as_ref(),
+        }
+    }
+
     /// `residual + self(x)` without ReLU, fused into one pass where the device allows.
     pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-        if let Some(p) = &self.params_f32 {
-            if let Some(y) = cuda::instance_norm_add(x, p, self.eps, residual)? {
-                return Ok(y);
-            }
-        }
-        residual + self.forward_with(x, None, false)?
+        norm::instance_norm_add(x, &self.params(), residual)
     }
 
     /// Normalises with whole-image statistics `fixed` (`(1, C, 1, 1)` mean and variance)
@@ -67,123 +70,7 @@ impl InstanceNorm {
         fixed: Option<&(Tensor, Tensor)>,
         relu: bool,
     ) -> candle_core::Result<Tensor> {
-        if is_plain_cpu(x) && !self.weight.track_op() {
-            return self.forward_cpu(x, fixed, relu);
-        }
-        if fixed.is_none()
-            && cuda::available_for_inference(x)
-            && self.weight.dtype() == x.dtype()
-            && self.bias.dtype() == x.dtype()
-        {
-            if let Some(p) = &self.params_f32 {
-                let c = self.weight.elem_count();
-                let (gamma, beta) = (p.narrow(0, 0, c)?, p.narrow(0, c, c)?);
-                return cuda::instance_norm(x, &gamma, &beta, self.eps, relu);
-            }
-            return cuda::instance_norm(x, &self.weight, &self.bias, self.eps, relu);
-        }
-        if let (Some((mean, var)), Some(p)) = (fixed, &self.params_f32) {
-            // Half-precision inference with statistics from outside (tiles, video): fold them
-            // and γ, β into one scale and shift per plane, applied in one pass.
-            let (n, c, _, _) = x.dims4()?;
-            let (gamma, beta) = (p.narrow(0, 0, c)?, p.narrow(0, c, c)?);
-            let mean = mean
-                .to_dtype(DType::F32)?
-                .broadcast_as((n, c, 1, 1))?
-                .flatten_all()?;
-            let var = var
-                .to_dtype(DType::F32)?
-                .broadcast_as((n, c, 1, 1))?
-                .flatten_all()?;
-            let gamma = gamma.unsqueeze(0)?.broadcast_as((n, c))?.flatten_all()?;
-            let beta = beta.unsqueeze(0)?.broadcast_as((n, c))?.flatten_all()?;
-            let scale = (gamma * (var + self.eps)?.sqrt()?.recip()?)?;
-            let shift = (beta - (&mean * &scale)?)?;
-            let ss = Tensor::stack(&[scale, shift], 1)?;
-            if let Some(y) = cuda::scale_shift(x, &ss, relu)? {
-                return Ok(y);
-            }
-        }
-        if x.dtype() == DType::F16 {
-            // Half-precision inference with statistics from outside (tiles, video): the
-            // composed ops below would sum millions of values in f16, so run them in f32.
-            return self
-                .forward_with(&x.to_dtype(DType::F32)?, fixed, relu)?
-                .to_dtype(DType::F16);
-        }
-        let y = match fixed {
-            Some((mean, var)) => self.apply(x, mean, var)?,
-            None => {
-                let (mean, var) = per_image_stats(x)?;
-                self.apply(x, &mean, &var)?
-            }
-        };
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
-        }
-    }
-
-    /// One pass for statistics, one fused pass for normalise + affine + ReLU.
-    fn forward_cpu(
-        &self,
-        x: &Tensor,
-        fixed: Option<&(Tensor, Tensor)>,
-        relu: bool,
-    ) -> candle_core::Result<Tensor> {
-        use rayon::prelude::*;
-        let (n, c, h, w) = x.dims4()?;
-        let hw = h * w;
-        let mut data = x.flatten_all()?.to_vec1::<f32>()?;
-        let gamma = self.weight.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let beta = self.bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let fixed = match fixed {
-            Some((m, v)) => Some((
-                m.flatten_all()?.to_vec1::<f32>()?,
-                v.flatten_all()?.to_vec1::<f32>()?,
-            )),
-            None => None,
-        };
-        let eps = self.eps;
-        data.par_chunks_mut(hw.max(1))
-            .enumerate()
-            .for_each(|(i, plane)| {
-                let ch = i % c;
-                let (mean, var) = match &fixed {
-                    Some((m, v)) => (m[ch] as f64, v[ch] as f64),
-                    None => {
-                        let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / hw as f64;
-                        let var = plane
-                            .iter()
-                            .map(|&v| (v as f64 - mean).powi(2))
-                            .sum::<f64>()
-                            / hw as f64;
-                        (mean, var)
-                    }
-                };
-                let scale = gamma[ch] as f64 / (var + eps).sqrt();
-                let shift = (beta[ch] as f64 - mean * scale) as f32;
-                let scale = scale as f32;
-                if relu {
-                    plane
-                        .iter_mut()
-                        .for_each(|v| *v = (*v * scale + shift).max(0.0));
-                } else {
-                    plane.iter_mut().for_each(|v| *v = *v * scale + shift);
-                }
-            });
-        Tensor::from_vec(data, (n, c, h, w), x.device())
-    }
-
-    /// Normalises with the given mean and (biased) variance, both `(N|1, C, 1, 1)`.
-    fn apply(&self, x: &Tensor, mean: &Tensor, var: &Tensor) -> candle_core::Result<Tensor> {
-        let scale = self.weight.to_dtype(x.dtype())?.reshape((1, (), 1, 1))?;
-        let shift = self.bias.to_dtype(x.dtype())?.reshape((1, (), 1, 1))?;
-        let inv = (var + self.eps)?.sqrt()?.recip()?;
-        x.broadcast_sub(mean)?
-            .broadcast_mul(&inv.broadcast_mul(&scale)?)?
-            .broadcast_add(&shift)
+        norm::instance_norm(x, &self.params(), fixed, relu)
     }
 }
 
@@ -361,26 +248,6 @@ impl<'a> NormCtx<'a> {
         };
         Ok(Flow::Next(y))
     }
-}
-
-/// Mean and biased variance over H×W for each image and channel: `(N, C, 1, 1)`.
-pub fn per_image_stats(x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-    let (n, c, h, w) = x.dims4()?;
-    if let Some(m) = cuda::plane_moments(x)? {
-        let mean = m.narrow(2, 0, 1)?.reshape((n, c, 1, 1))?;
-        let var = m.narrow(2, 1, 1)?.reshape((n, c, 1, 1))?;
-        return Ok((mean, var));
-    }
-    // Sums of millions of f16 values would lose most of their precision.
-    let flat = x.reshape((n, c, h * w))?;
-    let flat = if flat.dtype() == DType::F16 {
-        flat.to_dtype(DType::F32)?
-    } else {
-        flat
-    };
-    let mean = flat.mean_keepdim(D::Minus1)?;
-    let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok((mean.unsqueeze(3)?, var.unsqueeze(3)?))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod conv_rewrite;
 pub mod cpu_conv;
 pub mod cuda;
 pub mod cudnn;
+pub mod norm;
 pub mod pad;
 pub mod pool;
 
