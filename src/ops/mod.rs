@@ -2,6 +2,7 @@
 //! kernels and the padding ops built on them. Each op picks its path (CPU, CUDA kernel,
 //! cuDNN, candle's composition) itself, so layers call one function per op.
 
+pub mod adam;
 pub mod conv;
 pub mod conv_rewrite;
 pub mod cpu_conv;

@@ -8,9 +8,9 @@ use candle_core::{CpuStorage, Layout, Result, Tensor};
 
 /// One Adam step for the CUDA f32 parameter `p` with gradient `g`, updating `p` and the
 /// moment estimates `m` and `v` in place (three kernels; candle's ops take about twelve). The
-/// arithmetic is the f32 arithmetic of [`crate::train::adam::Adam`]'s composed update. `m` and
-/// `v` must not share storage with each other (candle refuses an in-place op whose operand
-/// shares the written tensor's storage, but cannot see that m and v alias).
+/// arithmetic is the f32 arithmetic of the composed update in [`crate::ops::adam::step`].
+/// `m` and `v` must not share storage with each other (candle refuses an in-place op whose
+/// operand shares the written tensor's storage, but cannot see that m and v alias).
 #[allow(clippy::too_many_arguments)]
 pub fn adam_step(
     p: &Tensor,
