@@ -3,8 +3,8 @@
 mod cli;
 
 /// The networks allocate and free tensors of hundreds of MB per layer; glibc returns
-/// those to the OS each time and the next layer page-faults them back in (≈ 15 % of CPU
-/// inference time). mimalloc keeps and reuses them.
+/// those to the OS each time and the next layer page-faults them back in (a large share of
+/// CPU inference time: `docs/benchmarks.md`). mimalloc keeps and reuses them.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
