@@ -51,8 +51,9 @@ pub fn time_inference(
     device.synchronize()?;
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs.max(1) {
-        // Under `ncu --profile-from-start off`, `Tuning::ncu` = inference profiles the first timed pass
-        // only (not the warm-up, whose algorithm searches launch hundreds of kernels).
+        // Under `ncu --profile-from-start off`, `Tuning::ncu` set to inference profiles the
+        // first timed pass only (not the warm-up, whose algorithm searches launch hundreds of
+        // kernels).
         let ncu = i == 0 && ncu_target() == Some(NcuTarget::Inference);
         if ncu {
             gpu_memory::profiler(device, true);

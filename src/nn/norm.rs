@@ -1,4 +1,5 @@
-//! The style networks' instance norm, whose statistics can come from outside the tensor it normalises.
+//! The style networks' instance-norm layer, whose statistics can come from outside the tensor
+//! it normalises.
 //!
 //! Instance norm is what makes tiling and video hard: each tile would otherwise normalise with
 //! its own statistics and the seams would show, and each frame's statistics jump with the
