@@ -1,6 +1,6 @@
 //! Times each conv shape of the style network through the CPU conv path:
 //! `cargo run --release --example conv_timings`.
-use atelier::model::cpu_conv::{conv2d, ConvShape};
+use atelier::ops::cpu_conv::{conv2d, ConvShape};
 use std::time::Instant;
 fn t(name: &str, c_in: usize, c_out: usize, k: usize, stride: usize, hw: usize) {
     let h = hw + k - 1;

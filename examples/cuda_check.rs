@@ -1,5 +1,5 @@
 //! Checks atelier's CUDA ops against candle's CPU compositions in f64: the cuDNN conv
-//! (`atelier::model::gpu_conv`) and the fused kernels (`atelier::model::cuda_ops`: reflection
+//! (`atelier::ops::cudnn`) and the fused kernels (`atelier::ops::cuda`: reflection
 //! padding and upsampling, instance norm + ReLU, VGG16's bias + ReLU and max pooling), their
 //! outputs and the gradients of every input, at the networks' shapes.
 //! Run on the GPU machine (a `--features cudnn` build):
@@ -8,8 +8,9 @@
 //! Prints each error relative to the reference's largest magnitude; exits non-zero when one
 //! exceeds 1e-2 (TF32 keeps 10 mantissa bits: expect ~1e-3; f32 math: ~1e-6).
 use atelier::device::DeviceChoice;
-use atelier::model::{gpu_conv, layers};
-use atelier::train::vgg::max_pool_2x2;
+use atelier::nn::norm;
+use atelier::ops::pool::max_pool_2x2;
+use atelier::ops::{cudnn, pad};
 use candle_core::{DType, Device, Tensor, Var};
 
 fn rel_err(a: &Tensor, reference: &Tensor) -> f64 {
@@ -79,6 +80,7 @@ fn randn(dims: &[usize], scale: f64, shift: f64) -> Tensor {
 }
 
 fn main() {
+    atelier::tuning::Tuning::from_env().install();
     let dev = DeviceChoice::Cuda(0).open().expect("a CUDA device");
     let mut worst = 0f64;
     let mut report = |name: &str, errs: Vec<f64>| {
@@ -98,7 +100,7 @@ fn main() {
             if t[0].device().is_cpu() {
                 t[0].conv2d(&t[1], pad, stride, 1, 1).unwrap()
             } else {
-                gpu_conv::conv2d(&t[0], &t[1], stride, pad).unwrap()
+                cudnn::conv2d(&t[0], &t[1], stride, pad).unwrap()
             }
         };
         report(
@@ -109,13 +111,13 @@ fn main() {
     report(
         "reflect pad 4",
         compare(&dev, &[randn(&[2, 32, 20, 18], 1., 0.)], &|t| {
-            layers::reflect_pad(&t[0], 4).unwrap()
+            pad::reflect_pad(&t[0], 4).unwrap()
         }),
     );
     report(
         "upsample x2 + reflect pad 1",
         compare(&dev, &[randn(&[2, 16, 9, 11], 1., 0.)], &|t| {
-            layers::upsample2_reflect_pad(&t[0], 1).unwrap()
+            pad::upsample2_reflect_pad(&t[0], 1).unwrap()
         }),
     );
     report(
@@ -136,7 +138,7 @@ fn main() {
                         .relu()
                         .unwrap()
                 } else {
-                    atelier::model::cuda_ops::bias_relu(&t[0], &t[1]).unwrap()
+                    atelier::ops::cuda::bias_relu(&t[0], &t[1]).unwrap()
                 }
             },
         ),
@@ -157,8 +159,8 @@ fn main() {
                     randn(&[c], 0.5, 0.),
                 ],
                 &|t| {
-                    let norm = layers::InstanceNorm::from_tensors(t[1].clone(), t[2].clone(), 1e-5)
-                        .unwrap();
+                    let norm =
+                        norm::InstanceNorm::from_tensors(t[1].clone(), t[2].clone(), 1e-5).unwrap();
                     norm.forward_with(&t[0], None, relu).unwrap()
                 },
             ),
@@ -202,7 +204,7 @@ fn main() {
     println!(
         "worst relative error {worst:.2e} (tf32 {}, fused ops {})",
         atelier::device::tf32_enabled(),
-        std::env::var("ATELIER_FUSED").map_or(true, |v| v != "0")
+        atelier::tuning::current().fused_kernels
     );
     if worst > 1e-2 {
         std::process::exit(1);

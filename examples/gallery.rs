@@ -231,6 +231,7 @@ fn compare(models: &[PathBuf], dir: &Path, limit: usize, out: &Path) -> Result<(
 }
 
 fn main() -> Result<()> {
+    atelier::tuning::Tuning::from_env().install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| -> Option<String> {
         args.iter()

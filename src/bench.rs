@@ -2,8 +2,10 @@
 //! one forward pass of a random-weight network on a device-resident input, batch 1,
 //! median over runs after warm-up, device synchronised.
 
-use crate::model::{Precision, StyleModel, StyleNet, Variant};
+use crate::model::StyleModel;
+use crate::nn::{Precision, StyleNet, Variant};
 use crate::stylize::{Stylizer, Tiling};
+use crate::tuning::NcuTarget;
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -22,19 +24,9 @@ pub struct InferTiming {
 
 /// A network with random weights (speed does not depend on the values), as plain tensors:
 /// inference must not pay for gradient tracking.
-/// What `ATELIER_NCU` asks to bracket with the profiler API (for `ncu --profile-from-start
-/// off`): `1`, one inference pass; `train`, one training step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NcuTarget {
-    Inference,
-    Training,
-}
-
+/// What [`Tuning::ncu`](crate::tuning::Tuning::ncu) asks to bracket with the profiler API.
 fn ncu_target() -> Option<NcuTarget> {
-    match std::env::var("ATELIER_NCU").ok()?.as_str() {
-        "train" => Some(NcuTarget::Training),
-        _ => Some(NcuTarget::Inference),
-    }
+    crate::tuning::current().ncu
 }
 
 pub fn random_net(variant: Variant, device: &Device, precision: Precision) -> Result<StyleNet> {
@@ -59,8 +51,9 @@ pub fn time_inference(
     device.synchronize()?;
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs.max(1) {
-        // Under `ncu --profile-from-start off`, ATELIER_NCU=1 profiles the first timed pass
-        // only (not the warm-up, whose algorithm searches launch hundreds of kernels).
+        // Under `ncu --profile-from-start off`, `Tuning::ncu` set to inference profiles the
+        // first timed pass only (not the warm-up, whose algorithm searches launch hundreds of
+        // kernels).
         let ncu = i == 0 && ncu_target() == Some(NcuTarget::Inference);
         if ncu {
             gpu_memory::profiler(device, true);
@@ -88,7 +81,7 @@ pub fn time_inference(
 }
 
 /// Where one forward pass's time goes at `width`×`height`: milliseconds per span (see
-/// [`LayerTimer`](crate::model::layers::LayerTimer)), averaged over `runs` after one warm-up,
+/// [`LayerTimer`]), averaged over `runs` after one warm-up,
 /// plus "output" for the last conv and the read-back.
 pub fn profile_inference(
     net: &StyleNet,
@@ -96,7 +89,7 @@ pub fn profile_inference(
     (width, height): (usize, usize),
     runs: usize,
 ) -> Result<Vec<(String, f64)>> {
-    use crate::model::layers::{LayerTimer, NormCtx};
+    use crate::nn::norm::NormCtx;
     let x = (Tensor::rand(0f32, 1f32, (1, 3, height, width), device)? * 255.0)?;
     let mut timer = LayerTimer::new(device);
     for i in 0..runs.max(1) + 1 {
@@ -104,17 +97,56 @@ pub fn profile_inference(
             timer.spans.clear();
         }
         timer.start()?;
+        let mut mark = |label: &str| timer.mark(label);
         let mut ctx = NormCtx {
-            timer: Some(&mut timer),
+            marks: Some(&mut mark),
             ..Default::default()
         };
-        let y = net.forward_ctx(&x, &mut ctx)?;
-        drop(ctx);
-        drop(y);
+        // The output is dropped before the last mark, as every activation before it.
+        drop(net.forward_ctx(&x, &mut ctx)?);
         timer.mark("output")?;
     }
     let n = runs.max(1) as f64;
     Ok(timer.spans.into_iter().map(|(l, ms)| (l, ms / n)).collect())
+}
+
+/// Wall time of the stretches of a forward pass between instance norms ("conv i": padding,
+/// conv and residual add before norm i) and of each norm ("norm i"), the device synchronised
+/// at every mark. Summed over passes; `atelier bench` prints it under `Tuning::profile`.
+pub struct LayerTimer {
+    device: Device,
+    last: std::time::Instant,
+    pub spans: Vec<(String, f64)>,
+}
+
+impl LayerTimer {
+    pub fn new(device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+            last: std::time::Instant::now(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Starts a pass: what happens before now is not counted.
+    pub fn start(&mut self) -> candle_core::Result<()> {
+        self.device.synchronize()?;
+        self.last = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// Ends the span `label` now and adds its milliseconds to that label's total.
+    pub fn mark(&mut self, label: &str) -> candle_core::Result<()> {
+        self.device.synchronize()?;
+        let now = std::time::Instant::now();
+        let ms = (now - self.last).as_secs_f64() * 1e3;
+        self.last = now;
+        match self.spans.iter_mut().find(|(l, _)| l == label) {
+            Some((_, total)) => *total += ms,
+            None => self.spans.push((label.to_string(), ms)),
+        }
+        Ok(())
+    }
 }
 
 /// Median time of the app's quick preview of a `width`×`height` photo.
@@ -188,6 +220,7 @@ mod gpu_memory {
         let ctx = stream.context();
         ctx.bind_to_thread().ok()?;
         let mut pool = std::ptr::null_mut();
+        // SAFETY: the context is bound to this thread and `pool` is a valid out-pointer.
         let status = unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) };
         (status == sys::CUresult::CUDA_SUCCESS).then_some(())?;
         f(pool)
@@ -199,7 +232,7 @@ mod gpu_memory {
         {
             use candle_core::cuda_backend::cudarc::driver::sys;
             let _ = with_pool(device, |_| {
-                // Safety: plain driver calls on the bound context; failures are ignored.
+                // SAFETY: plain driver calls on the bound context; failures are ignored.
                 unsafe {
                     if on {
                         sys::cuProfilerStart();
@@ -235,7 +268,7 @@ mod gpu_memory {
                 let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
                 let mut value = set.unwrap_or(0);
                 let ptr = &mut value as *mut u64 as *mut std::ffi::c_void;
-                // Safety: the attribute is a 64-bit value and `ptr` points at one.
+                // SAFETY: the attribute is a 64-bit value and `ptr` points at one.
                 let status = unsafe {
                     if set.is_some() {
                         sys::cuMemPoolSetAttribute(pool, attr, ptr)
@@ -373,7 +406,7 @@ fn training_setup(
     let vgg = Vgg16::load(vgg_path, device)?;
     // The loss of `pytorch_reference.py` (relu2_2 content at 1e5, relu1_2..relu4_3 Grams at
     // 3e6), so the two training rates compare like for like. `atelier train`'s default loss
-    // reads one block deeper (relu5_3) and costs about 15 % more per step.
+    // reads one block deeper (relu5_3) and costs more per step.
     let spec = crate::train::loss::LossSpec::raw(1e5, 3e6, 0.0);
     let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;
     let objective = Perceptual::new(vgg, &style, &spec, None)?;

@@ -88,11 +88,10 @@ impl DeviceChoice {
 }
 
 /// Whether f32 matrix products and convolutions on CUDA may use TF32 tensor cores (10-bit
-/// mantissa inputs, f32 accumulation), as PyTorch's cuDNN convolutions do by default. On unless
-/// `ATELIER_TF32=0`.
+/// mantissa inputs, f32 accumulation), as PyTorch's cuDNN convolutions do by default:
+/// [`Tuning::tf32`](crate::tuning::Tuning::tf32).
 pub fn tf32_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ATELIER_TF32").map_or(true, |v| v != "0"))
+    crate::tuning::current().tf32
 }
 
 /// Settings applied to every CUDA device this crate opens.
@@ -101,15 +100,15 @@ pub fn tf32_enabled() -> bool {
 /// - No CUDA events per buffer: cudarc creates two events with every allocation so that work
 ///   on several of its streams can be ordered, but candle works on the per-thread default
 ///   stream, for which cudarc never waits on them; creating and destroying them was pure host
-///   time on every op (`ATELIER_CUDA_EVENTS=1` keeps them).
+///   time on every op ([`Tuning::cuda_events`](crate::tuning::Tuning::cuda_events) keeps them).
 #[allow(unused_variables)]
 fn configure_cuda(device: &Device) {
     #[cfg(feature = "cuda")]
     {
         candle_core::cuda_backend::set_gemm_reduced_precision_f32(tf32_enabled());
         if let Device::Cuda(d) = device {
-            if std::env::var("ATELIER_CUDA_EVENTS").map_or(true, |v| v != "1") {
-                // Safety: candle creates no other cudarc stream whose work would need ordering.
+            if !crate::tuning::current().cuda_events {
+                // SAFETY: candle creates no other cudarc stream whose work would need ordering.
                 unsafe { d.disable_event_tracking() };
             }
         }

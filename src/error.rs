@@ -69,10 +69,11 @@ impl From<candle_core::Error> for Error {
 }
 
 /// Drops the backtraces candle captures under `RUST_BACKTRACE=1`, at any depth: users
-/// need the message, not our stack. `ATELIER_DEBUG` keeps them for bug reports.
+/// need the message, not our stack. [`Tuning::backtraces`](crate::tuning::Tuning::backtraces)
+/// keeps them for bug reports.
 pub fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
     use candle_core::Error as C;
-    if std::env::var_os("ATELIER_DEBUG").is_some() {
+    if crate::tuning::current().backtraces {
         return e;
     }
     match e {

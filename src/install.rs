@@ -132,8 +132,8 @@ fn refuse_writing_over_source(src: &Path, out: &Path) -> Result<()> {
 /// "A + B" (or a free variant of it). Trained styles have different networks, not vectors,
 /// so they are not mixed.
 pub fn mix_instant_styles(registry: &Registry, parts: &[(PathBuf, f32)]) -> Result<Installed> {
-    use crate::model::instant::VECTOR_TENSOR;
     use crate::model::StyleModel;
+    use crate::nn::instant::VECTOR_TENSOR;
     if parts.len() < 2 {
         return Err(Error::Invalid("pick two styles to mix".into()));
     }
@@ -167,11 +167,7 @@ pub fn mix_instant_styles(registry: &Registry, parts: &[(PathBuf, f32)]) -> Resu
     meta.training = Some(serde_json::json!({ "mix": recipe }));
     let params = [(
         VECTOR_TENSOR.to_string(),
-        candle_core::Tensor::from_vec(
-            mixed,
-            (1, crate::model::arbitrary::STYLE_DIM),
-            &Device::Cpu,
-        )?,
+        candle_core::Tensor::from_vec(mixed, (1, crate::nn::arbitrary::STYLE_DIM), &Device::Cpu)?,
     )]
     .into();
     let mut model = StyleModel::from_params(meta, params, &path)?;

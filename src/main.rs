@@ -3,8 +3,8 @@
 mod cli;
 
 /// The networks allocate and free tensors of hundreds of MB per layer; glibc returns
-/// those to the OS each time and the next layer page-faults them back in (≈ 15 % of CPU
-/// inference time). mimalloc keeps and reuses them.
+/// those to the OS each time and the next layer page-faults them back in (a large share of
+/// CPU inference time: `docs/benchmarks.md`). mimalloc keeps and reuses them.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         // SAFETY: as above.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
+    // The one place the `ATELIER_*` switches are read (the app runs under this `main` too).
+    atelier::tuning::Tuning::from_env().install();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

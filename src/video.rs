@@ -3,7 +3,7 @@
 //! piped into an encoder that also takes the original's audio. The result is written
 //! to a temporary file beside the output and renamed into place only when complete.
 
-use crate::model::layers::TemporalStats;
+use crate::nn::norm::TemporalStats;
 use crate::stylize::{blend, Hooks, Stylizer};
 use crate::{Error, Result};
 use image::RgbImage;

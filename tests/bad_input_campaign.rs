@@ -616,7 +616,7 @@ fn video_into_a_missing_folder_creates_it() {
 fn video_killed_with_sigkill_leaves_no_temporary_file() {
     assert!(have_ffmpeg());
     let k = case();
-    let clip = common::video_clip(&k.dir);
+    let clip = common::video_clip_lasting(&k.dir, 120.0);
     let mut child = k
         .cmd()
         .args(["video", "--device", "cpu", "--style"])
@@ -635,6 +635,10 @@ fn video_killed_with_sigkill_leaves_no_temporary_file() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before it could be interrupted; the clip is too short for this machine"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // ffmpeg finishes on its own once its input pipe closes.

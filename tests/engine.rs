@@ -176,7 +176,7 @@ fn model_files_round_trip_in_f32_and_f16() {
 /// f32, and asking for f16 says why it cannot be had.
 #[test]
 fn half_precision_is_refused_where_it_is_not_implemented() {
-    use atelier::model::Precision;
+    use atelier::nn::Precision;
     let model = common::model(Variant::Johnson);
     assert_eq!(
         Precision::auto(Variant::Johnson, &Device::Cpu),
@@ -194,7 +194,7 @@ fn half_precision_is_refused_where_it_is_not_implemented() {
 #[test]
 fn bench_quality_check_measures_psnr() {
     use atelier::bench::{psnr, quality_against_cpu};
-    use atelier::model::Precision;
+    use atelier::nn::Precision;
     let a = image::RgbImage::from_pixel(8, 8, image::Rgb([10, 10, 10]));
     let b = image::RgbImage::from_pixel(8, 8, image::Rgb([11, 11, 11]));
     assert!(psnr(&a, &a).is_infinite());

@@ -1,7 +1,7 @@
 //! Autograd through the style network (padding, instance norm, upsampling, residuals)
 //! agrees with finite differences, so training optimises what we think it does.
 
-use atelier::model::{StyleNet, Variant};
+use atelier::nn::{StyleNet, Variant};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 

@@ -3,6 +3,7 @@
 //! through a CPU-blended egui texture otherwise (tests, software fallbacks).
 
 use super::blend_pass::{BlendCallback, BlendUniforms};
+use super::command::Command;
 use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
 
 /// The photo and result as the canvas sees them.
@@ -30,6 +31,10 @@ pub struct CanvasPanel {
     pub split: Option<f32>,
     /// What the shader was last given; tests read it.
     pub last_uniforms: Option<BlendUniforms>,
+    /// Where the image was last drawn (screen points); tests read it.
+    pub last_image_rect: Option<Rect>,
+    /// Files are held over the window (drawn highlighted); tests read it.
+    pub drop_hover: bool,
     dragging_split: bool,
 }
 
@@ -41,6 +46,8 @@ impl Default for CanvasPanel {
             fit: true,
             split: None,
             last_uniforms: None,
+            last_image_rect: None,
+            drop_hover: false,
             dragging_split: false,
         }
     }
@@ -48,6 +55,8 @@ impl Default for CanvasPanel {
 
 const MIN_ZOOM: f32 = 0.01;
 const MAX_ZOOM: f32 = 64.0;
+/// How far from the divider (points) a press still takes hold of it.
+const SPLIT_GRAB: f32 = 12.0;
 
 impl CanvasPanel {
     /// Zooms by `factor` keeping the image point under `anchor` (screen) fixed.
@@ -81,11 +90,50 @@ impl CanvasPanel {
     }
 
     /// Draws the canvas; `show_original` is the hold-to-compare key.
-    pub fn ui(&mut self, ui: &mut egui::Ui, input: Option<CanvasInput>, show_original: bool) {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        input: Option<CanvasInput>,
+        show_original: bool,
+        out: &mut Vec<Command>,
+    ) {
         let (canvas, response) =
             ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
+        self.draw(ui, canvas, &response, input, show_original, out);
+        // Files held over the window: say where they will go.
+        self.drop_hover = ui.input(|i| !i.raw.hovered_files.is_empty());
+        if self.drop_hover {
+            let painter = ui.painter_at(canvas);
+            let accent = ui.visuals().selection.bg_fill;
+            painter.rect_filled(canvas.shrink(4.0), 8.0, accent.gamma_multiply(0.25));
+            painter.rect_stroke(
+                canvas.shrink(4.0),
+                8.0,
+                Stroke::new(3.0, accent),
+                egui::StrokeKind::Inside,
+            );
+            painter.text(
+                canvas.center(),
+                egui::Align2::CENTER_CENTER,
+                "Drop to open",
+                egui::FontId::proportional(24.0),
+                ui.visuals().strong_text_color(),
+            );
+        }
+    }
+
+    fn draw(
+        &mut self,
+        ui: &mut egui::Ui,
+        canvas: Rect,
+        response: &egui::Response,
+        input: Option<CanvasInput>,
+        show_original: bool,
+        out: &mut Vec<Command>,
+    ) {
         let Some(input) = input else {
             self.last_uniforms = None;
+            self.last_image_rect = None;
             ui.painter().text(
                 canvas.center(),
                 egui::Align2::CENTER_CENTER,
@@ -93,6 +141,17 @@ impl CanvasPanel {
                 egui::FontId::proportional(18.0),
                 ui.visuals().weak_text_color(),
             );
+            let button = Rect::from_center_size(
+                canvas.center() + Vec2::new(0.0, 44.0),
+                Vec2::new(180.0, 32.0),
+            );
+            if ui
+                .put(button, egui::Button::new("Try an example"))
+                .on_hover_text("Open a bundled photo (a cat) to try the styles on")
+                .clicked()
+            {
+                out.push(Command::TryExample);
+            }
             return;
         };
         let size = input.display_size;
@@ -119,8 +178,13 @@ impl CanvasPanel {
         }
         let rect = self.image_rect(canvas, size);
         if response.drag_started() {
-            self.dragging_split = match (self.split, response.interact_pointer_pos()) {
-                (Some(s), Some(p)) => (p.x - rect.lerp_inside(Vec2::new(s, 0.5)).x).abs() < 8.0,
+            // Decided where the button went down: by the time egui calls it a drag the
+            // pointer has moved past its threshold, often off the thin divider.
+            let origin = ui.input(|i| i.pointer.press_origin());
+            self.dragging_split = match (self.split, origin) {
+                (Some(s), Some(p)) => {
+                    (p.x - rect.lerp_inside(Vec2::new(s, 0.5)).x).abs() < SPLIT_GRAB
+                }
                 _ => false,
             };
         }
@@ -138,6 +202,7 @@ impl CanvasPanel {
             self.fit = true;
         }
         let rect = self.image_rect(canvas, size);
+        self.last_image_rect = Some(rect);
 
         let uniforms = BlendUniforms {
             image_min: [
@@ -190,16 +255,23 @@ impl CanvasPanel {
             let x = rect.lerp_inside(Vec2::new(s, 0.0)).x;
             let stroke = Stroke::new(2.0, Color32::from_white_alpha(220));
             painter.line_segment([Pos2::new(x, rect.min.y), Pos2::new(x, rect.max.y)], stroke);
-            painter.circle(
-                Pos2::new(x, rect.center().y),
-                7.0,
-                Color32::from_black_alpha(160),
-                stroke,
-            );
-            if response.hovered()
-                && ui
-                    .input(|i| i.pointer.hover_pos())
-                    .is_some_and(|p| (p.x - x).abs() < 8.0)
+            // A handle that reads as one: a knob with arrows both ways.
+            let knob = Pos2::new(x, rect.center().y);
+            painter.circle(knob, 14.0, Color32::from_black_alpha(170), stroke);
+            for dir in [-1.0, 1.0] {
+                let tip = knob + Vec2::new(dir * 9.0, 0.0);
+                let back = knob + Vec2::new(dir * 3.0, 0.0);
+                painter.add(egui::Shape::convex_polygon(
+                    vec![tip, back + Vec2::new(0.0, -5.0), back + Vec2::new(0.0, 5.0)],
+                    Color32::from_white_alpha(230),
+                    Stroke::NONE,
+                ));
+            }
+            if self.dragging_split
+                || (response.hovered()
+                    && ui
+                        .input(|i| i.pointer.hover_pos())
+                        .is_some_and(|p| (p.x - x).abs() < SPLIT_GRAB))
             {
                 ui.ctx().set_cursor_icon(egui::CursorIcon::ResizeHorizontal);
             }

@@ -2,9 +2,11 @@
 //! draw; [`AtelierApp::execute`] carries them out after drawing, in one place, so no
 //! widget reaches into the app's logic and every action can be driven by tests.
 
+use super::cache::Key;
+use super::dialogs::{self, FileBrowser, Native, Purpose};
 use super::jobs::{ExportJob, Job, SaveJob};
 use super::state::{Notice, PendingSave};
-use super::{dialogs, AtelierApp};
+use super::AtelierApp;
 use crate::formats::{kind_of, Kind};
 use crate::model::registry::StyleEntry;
 use std::path::PathBuf;
@@ -16,10 +18,20 @@ pub enum Command {
     /// Open a path as what it is: a photo, a video, or a model to add to the styles
     /// (a drop, a recent file, `--open`).
     Open(PathBuf),
-    /// An image from the clipboard.
+    /// Read an image from the clipboard.
     Paste,
+    /// An image pasted with Ctrl+V, as egui delivered it.
+    PasteImage(std::sync::Arc<egui::ColorImage>),
     /// Ask where to save the result.
     SaveDialog,
+    /// Save the result into the export folder (Pictures/Atelier) under a free name.
+    Export,
+    /// Show a folder in the system's file manager.
+    OpenFolder(PathBuf),
+    /// Ask for a file or folder: the system's dialog, or the app's own browser.
+    Browse(Purpose),
+    /// The answer to [`Command::Browse`].
+    Picked(Purpose, PathBuf),
     /// Save the result here; asks first if the file exists.
     Save(PathBuf),
     /// The answer to "replace the existing file?".
@@ -56,19 +68,33 @@ pub enum Command {
     ToggleCompare,
     /// The strength or colour setting changed: the CPU fallback must blend again.
     BlendChanged,
+    /// Open the bundled example photo.
+    TryExample,
+    /// Show or hide the keyboard shortcuts.
+    ToggleShortcuts,
+    /// Close the window (settings are saved as on any close).
+    Quit,
 }
 
 impl AtelierApp {
     pub fn execute(&mut self, command: Command) {
         match command {
-            Command::OpenDialog => {
-                if let Some(p) = dialogs::photo_or_video(self.settings.last_dir.as_deref()) {
-                    self.open(p);
-                }
-            }
+            Command::OpenDialog => self.browse(Purpose::Open),
             Command::Open(p) => self.open(p),
             Command::Paste => self.jobs.spawn(Job::Paste),
+            Command::PasteImage(image) => self.jobs.spawn(Job::PasteImage(image)),
             Command::SaveDialog => self.save_dialog(),
+            Command::Export => self.export_image(),
+            Command::OpenFolder(dir) => {
+                if let Err(e) = open_folder(&dir) {
+                    self.state.notice = Some(Notice::error(
+                        format!("Could not show {}", dir.display()),
+                        crate::Error::io("the file manager did not start", e),
+                    ));
+                }
+            }
+            Command::Browse(purpose) => self.browse(purpose),
+            Command::Picked(purpose, p) => self.picked(purpose, p),
             Command::Save(p) => self.request_save(p),
             Command::ConfirmOverwrite(replace) => {
                 let Some(p) = self.state.pending_save.take() else {
@@ -81,6 +107,7 @@ impl AtelierApp {
                 }
             }
             Command::SelectStyle(p) => {
+                self.gallery.selected = Some(p.clone());
                 self.settings.style = Some(p);
                 self.restyle();
             }
@@ -101,16 +128,8 @@ impl AtelierApp {
                 }
                 Err(e) => self.state.notice = Some(e.into()),
             },
-            Command::ImportDialog => {
-                if let Some(p) = dialogs::model() {
-                    self.import(p);
-                }
-            }
-            Command::UsePaintingDialog => {
-                if let Some(p) = dialogs::painting(self.settings.last_dir.as_deref()) {
-                    self.import(p);
-                }
-            }
+            Command::ImportDialog => self.browse(Purpose::Import),
+            Command::UsePaintingDialog => self.browse(Purpose::StylePainting),
             // The importer makes an instant style of any image.
             Command::UsePainting(p) => self.import(p),
             Command::MixStyles { a, b, weight } => {
@@ -154,6 +173,8 @@ impl AtelierApp {
                 self.settings.device = device;
                 self.worker.set_device(self.settings.device_choice());
                 self.training.device = self.settings.device_choice();
+                // Asked for the new device's own result.
+                self.cache.clear();
                 if let Some(d) = self.state.doc.as_mut() {
                     d.result = None;
                 }
@@ -167,6 +188,21 @@ impl AtelierApp {
             Command::Zoom(factor) => self.canvas.zoom_by(factor, None, self.ctx.content_rect()),
             Command::ToggleCompare => self.canvas.toggle_compare(),
             Command::BlendChanged => self.display.invalidate(),
+            Command::TryExample => {
+                self.inform("Opening the example…".into());
+                self.jobs.spawn(Job::Example(
+                    crate::model::registry::data_dir().join("examples"),
+                ));
+            }
+            Command::ToggleShortcuts => self.state.show_shortcuts ^= true,
+            Command::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+        }
+    }
+
+    /// Shows what is happening now, unless a warning is waiting to be read.
+    fn inform(&mut self, message: String) {
+        if !matches!(self.state.notice, Some(Notice::Warning(_))) {
+            self.state.notice = Some(Notice::Info(message));
         }
     }
 
@@ -184,10 +220,32 @@ impl AtelierApp {
         {
             return;
         }
+        let doc = self.state.doc.as_mut().expect("checked above");
+        if let Some(image) = self.cache.get(&Key::new(doc.key, &style)) {
+            self.worker.cancel();
+            doc.job = None;
+            doc.progress = None;
+            doc.preview_ms = None;
+            doc.full_ms = None;
+            let [w, h] = doc.display_size();
+            let shown = if image.dimensions() == (w, h) {
+                (*image).clone()
+            } else {
+                crate::stylize::resample::bilinear(&image, w, h)
+            };
+            self.display.write_styled(0, 0, &shown);
+            doc.styled_display = Some(shown);
+            doc.result = Some((image, style));
+            self.display.invalidate();
+            return;
+        }
         let id = self.state.next_id();
         let doc = self.state.doc.as_mut().expect("checked above");
         doc.job = Some((id, style.clone()));
-        doc.progress = 0.0;
+        doc.progress = None;
+        // The timings shown are those of the result on screen, which is being replaced.
+        doc.preview_ms = None;
+        doc.full_ms = None;
         self.worker.stylize(id, doc.photo.clone(), style, true);
     }
 
@@ -205,7 +263,7 @@ impl AtelierApp {
             // A photo, or a name that says nothing: the decoder goes by content.
             Kind::Photo | Kind::Unknown => Job::OpenPhoto(path.clone()),
         };
-        self.state.notice = Some(Notice::Info(format!("Opening {}…", path.display())));
+        self.inform(format!("Opening {}…", path.display()));
         self.jobs.spawn(job);
     }
 
@@ -218,10 +276,18 @@ impl AtelierApp {
     }
 
     fn save_dialog(&mut self) {
-        let Some(doc) = &self.state.doc else { return };
+        let Some(name) = self.result_name() else {
+            return;
+        };
+        self.browse(Purpose::SaveImage(format!("{name}.png")));
+    }
+
+    /// "photo-style" for the open result; `None` (saying why) when there is nothing to save.
+    fn result_name(&mut self) -> Option<String> {
+        let doc = self.state.doc.as_ref()?;
         if doc.result.is_none() {
             self.state.notice = Some(Notice::refusal("Nothing to save yet: pick a style first."));
-            return;
+            return None;
         }
         let stem = doc
             .path
@@ -236,9 +302,64 @@ impl AtelierApp {
             .and_then(|p| self.gallery.entry(p))
             .map(|e| crate::model::registry::file_stem_for(&e.meta.name))
             .unwrap_or_else(|| "styled".into());
-        let name = format!("{stem}-{style}.png");
-        if let Some(p) = dialogs::save_image(self.settings.last_dir.as_deref(), name) {
-            self.request_save(p);
+        Some(format!("{stem}-{style}"))
+    }
+
+    /// One click, no questions: into the export folder, under the first free name.
+    fn export_image(&mut self) {
+        let Some(name) = self.result_name() else {
+            return;
+        };
+        let dir = self
+            .export_dir
+            .clone()
+            .unwrap_or_else(dialogs::default_export_dir);
+        self.save_job(dir.join(format!("{name}.png")), false, true);
+    }
+
+    /// Asks for a path: the system's dialog where there is one, the app's own otherwise.
+    fn browse(&mut self, purpose: Purpose) {
+        let dir = match &purpose {
+            Purpose::ExportVideo(_) => self
+                .state
+                .video
+                .as_ref()
+                .and_then(|v| v.path.parent().map(|p| p.to_path_buf())),
+            Purpose::RunFolder => Some(self.training.runs_dir.clone()),
+            _ => self.settings.last_dir.clone(),
+        };
+        if self.state.native_dialogs {
+            match dialogs::native(&purpose, dir.as_deref()) {
+                Native::Picked(p) => return self.picked(purpose, p),
+                Native::Cancelled => return,
+                Native::Unavailable => {
+                    // Not tried again this session: each try costs a failed D-Bus call.
+                    self.state.native_dialogs = false;
+                    self.state.notice = Some(Notice::Info(
+                        "The system's file dialog is not available here; using Atelier's own."
+                            .into(),
+                    ));
+                }
+            }
+        }
+        self.state.browser = Some(FileBrowser::new(purpose, dir.as_deref()));
+    }
+
+    fn picked(&mut self, purpose: Purpose, p: PathBuf) {
+        self.state.browser = None;
+        match purpose {
+            Purpose::Open => self.open(p),
+            Purpose::Import => self.import(p),
+            // The importer makes an instant style of any image.
+            Purpose::StylePainting => self.import(p),
+            Purpose::SaveImage(_) => self.request_save(p),
+            Purpose::ExportVideo(_) => self.request_video_export(p),
+            Purpose::Painting => self.training.style_image = p.display().to_string(),
+            Purpose::PhotoFolder => self.training.content_dir = p.display().to_string(),
+            Purpose::RunFolder => {
+                let ctx = self.ctx.clone();
+                self.training.resume(&p, &ctx);
+            }
         }
     }
 
@@ -262,6 +383,11 @@ impl AtelierApp {
     }
 
     fn save_to(&mut self, path: PathBuf, overwrite: bool) {
+        self.save_job(path, overwrite, false);
+    }
+
+    /// Writes the result blended as shown; `free_name` picks `name-2.png`… when taken.
+    fn save_job(&mut self, path: PathBuf, overwrite: bool, free_name: bool) {
         let Some(doc) = &self.state.doc else { return };
         let Some((styled, _)) = doc.result.clone() else {
             return;
@@ -276,6 +402,7 @@ impl AtelierApp {
             preserve_colors: self.settings.preserve_colors,
             jpeg_quality: self.settings.jpeg_quality,
             overwrite,
+            free_name,
         }));
     }
 
@@ -297,9 +424,7 @@ impl AtelierApp {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "video".into());
-        if let Some(p) = dialogs::export_video(v.path.parent(), format!("{stem}-styled.mp4")) {
-            self.request_video_export(p);
-        }
+        self.browse(Purpose::ExportVideo(format!("{stem}-styled.mp4")));
     }
 
     /// Exports the open video to `path`, asking first if the file exists.
@@ -335,4 +460,24 @@ impl AtelierApp {
         });
         self.jobs.spawn(job);
     }
+}
+
+/// Shows `dir` in the system's file manager, without waiting for it.
+fn open_folder(dir: &std::path::Path) -> std::io::Result<()> {
+    let program = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(target_os = "windows") {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    let mut child = std::process::Command::new(program)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Reaped off the UI thread so it leaves no zombie.
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }

@@ -10,6 +10,8 @@ pub struct Document {
     pub name: String,
     /// Full resolution, as decoded (EXIF orientation applied).
     pub photo: Arc<RgbImage>,
+    /// The photo's fingerprint in the result cache.
+    pub key: u64,
     /// What the canvas shows: the photo scaled to fit the GPU's texture limit.
     pub display_photo: RgbImage,
     /// Display pixels per photo pixel.
@@ -20,7 +22,8 @@ pub struct Document {
     pub result: Option<(Arc<RgbImage>, PathBuf)>,
     /// The request in flight, its style and how far it got.
     pub job: Option<(u64, PathBuf)>,
-    pub progress: f32,
+    /// The full-resolution pass in flight, once the worker started it.
+    pub progress: Option<crate::progress::PassProgress>,
     pub preview_ms: Option<f64>,
     pub full_ms: Option<f64>,
 }
@@ -42,13 +45,14 @@ impl Document {
         Self {
             path,
             name,
+            key: super::cache::photo_key(&photo),
             photo: Arc::new(photo),
             display_scale: dw as f32 / w.max(1) as f32,
             display_photo,
             styled_display: None,
             result: None,
             job: None,
-            progress: 0.0,
+            progress: None,
             preview_ms: None,
             full_ms: None,
         }

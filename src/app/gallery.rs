@@ -685,9 +685,13 @@ fn tooltip(ui: &mut egui::Ui, entry: &StyleEntry, pics: Option<&Pictures>) {
         ui.label(egui::RichText::new(c).strong());
     }
     ui.label(
+        // Where it comes from, in the artist's terms; the network's name is for developers.
         egui::RichText::new(format!(
-            "{} network · {}",
-            entry.meta.variant.as_str(),
+            "{} · {}",
+            match entry.origin {
+                Origin::User => "One of your styles",
+                Origin::Bundled => "Comes with Atelier",
+            },
             entry.path.display()
         ))
         .small()

@@ -27,6 +27,11 @@ pub enum Job {
     ProbeVideo(PathBuf),
     /// An image from the clipboard.
     Paste,
+    /// The bundled example photo, written into this folder (so it has a name and a place
+    /// to save beside) and opened.
+    Example(PathBuf),
+    /// An image egui took from the clipboard, to convert.
+    PasteImage(Arc<egui::ColorImage>),
     /// Decode one frame of a video for the canvas.
     VideoFrame {
         id: u64,
@@ -71,6 +76,8 @@ pub struct SaveJob {
     pub preserve_colors: bool,
     pub jpeg_quality: u8,
     pub overwrite: bool,
+    /// When `path` is taken, write `stem-2.ext`, `stem-3.ext`… instead (Export).
+    pub free_name: bool,
 }
 
 /// A whole video stylised; `frames_done` and `cancel` are shared with the video panel.
@@ -168,7 +175,8 @@ impl Job {
         match self {
             Job::OpenPhoto(_) => "open",
             Job::ProbeVideo(_) => "probe",
-            Job::Paste => "paste",
+            Job::Paste | Job::PasteImage(_) => "paste",
+            Job::Example(_) => "example",
             Job::VideoFrame { .. } => "frame",
             Job::Save(_) => "save",
             Job::Import { .. } => "import",
@@ -193,6 +201,18 @@ impl Job {
             Job::Paste => send(JobResult::Photo {
                 path: None,
                 image: paste(),
+            }),
+            Job::Example(dir) => {
+                let path = dir.join("chelsea.png");
+                let image = write_example(&path).and_then(|()| image_io::load_rgb(&path));
+                send(JobResult::Photo {
+                    path: Some(path),
+                    image,
+                })
+            }
+            Job::PasteImage(image) => send(JobResult::Photo {
+                path: None,
+                image: Ok(rgb_of(&image)),
             }),
             Job::VideoFrame { id, path, time_s } => send(JobResult::Frame {
                 id,
@@ -260,8 +280,34 @@ fn paste() -> Result<RgbImage> {
     Ok(image::DynamicImage::ImageRgba8(rgba).into_rgb8())
 }
 
+/// Chelsea the cat (assets/README.md: CC0), built into the binary so the example works
+/// from any install.
+const EXAMPLE_PHOTO: &[u8] = include_bytes!("../../assets/examples/chelsea.png");
+
+fn write_example(path: &std::path::Path) -> Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic_with(path, false, |w| std::io::Write::write_all(w, EXAMPLE_PHOTO))
+        .or_else(|e| if path.is_file() { Ok(()) } else { Err(e) })
+}
+
+/// The pasted pixels without their alpha (a screenshot's is opaque anyway).
+fn rgb_of(image: &egui::ColorImage) -> RgbImage {
+    let [w, h] = image.size;
+    let raw = image
+        .pixels
+        .iter()
+        .flat_map(|c| {
+            let [r, g, b, _] = c.to_srgba_unmultiplied();
+            [r, g, b]
+        })
+        .collect();
+    RgbImage::from_raw(w as u32, h as u32, raw).expect("w × h pixels")
+}
+
 fn save(job: SaveJob) -> Result<PathBuf> {
-    let path = job.path;
+    let path = job.path.clone();
     let format = match OutputFormat::from_path(&path)? {
         OutputFormat::Jpeg { .. } => OutputFormat::Jpeg {
             quality: job.jpeg_quality,
@@ -272,7 +318,8 @@ fn save(job: SaveJob) -> Result<PathBuf> {
     // the overwrite question was open.
     if job
         .source
-        .is_some_and(|src| crate::fsutil::same_file(&src, &path))
+        .as_ref()
+        .is_some_and(|src| crate::fsutil::same_file(src, &path))
     {
         return Err(Error::image(
             &path,
@@ -281,8 +328,34 @@ fn save(job: SaveJob) -> Result<PathBuf> {
     }
     let out =
         crate::stylize::blend::blend(&job.photo, &job.styled, job.strength, job.preserve_colors);
-    image_io::save_rgb(&out, &path, format, job.overwrite)?;
-    Ok(path)
+    if !job.free_name {
+        image_io::save_rgb(&out, &path, format, job.overwrite)?;
+        return Ok(path);
+    }
+    // The write itself refuses a taken name (atomically), so two exports at once cannot
+    // both claim one.
+    for candidate in free_names(&path).take(10_000) {
+        match image_io::save_rgb(&out, &candidate, format, false) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            }
+            r => return r.map(|()| candidate),
+        }
+    }
+    Err(Error::image(&path, "no free file name left in that folder"))
+}
+
+/// `path`, then `stem-2.ext`, `stem-3.ext`, …
+pub fn free_names(path: &std::path::Path) -> impl Iterator<Item = PathBuf> + '_ {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    std::iter::once(path.to_path_buf())
+        .chain((2..).map(move |n| path.with_file_name(format!("{stem}-{n}{ext}"))))
 }
 
 fn export(job: ExportJob, out: &Outbox) -> Result<VideoReport> {

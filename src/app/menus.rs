@@ -20,7 +20,21 @@ pub fn menu_bar(
     ui.horizontal_wrapped(|ui| {
         ui.menu_button("File", |ui| file_menu(ui, settings, state.can_save, out));
         ui.menu_button("View", |ui| view_menu(ui, settings, out));
+        ui.menu_button("Help", |ui| {
+            if ui.button("Keyboard shortcuts (F1)").clicked() {
+                ui.close();
+                out.push(Command::ToggleShortcuts);
+            }
+        });
         ui.separator();
+        if ui
+            .add_enabled(state.can_save, egui::Button::new("Export"))
+            .on_hover_text("Save the result into Pictures/Atelier in one click (Ctrl+E)")
+            .on_disabled_hover_text("Pick a style first")
+            .clicked()
+        {
+            out.push(Command::Export);
+        }
         let strength = ui
             .add(egui::Slider::new(&mut settings.strength, 0.0..=1.0).text("Strength"))
             .on_hover_text(
@@ -66,11 +80,49 @@ fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &m
         }
     });
     ui.separator();
+    item(ui, can_save, "Export (Ctrl+E)", Command::Export);
     item(ui, can_save, "Save as… (Ctrl+S)", Command::SaveDialog);
     ui.horizontal(|ui| {
         ui.label("JPEG quality");
         ui.add(egui::Slider::new(&mut settings.jpeg_quality, 50..=100));
     });
+    ui.separator();
+    item(ui, true, "Quit (Ctrl+Q)", Command::Quit);
+}
+
+/// Every shortcut, as the Help window lists them.
+pub const SHORTCUTS: &[(&str, &str)] = &[
+    ("Ctrl+O", "Open a photo or video"),
+    ("Ctrl+V", "Paste an image"),
+    ("Ctrl+E", "Export into Pictures/Atelier"),
+    ("Ctrl+S", "Save as…"),
+    ("Ctrl+0", "Fit to the window"),
+    ("Ctrl+1", "100 %"),
+    ("+ / −", "Zoom in / out"),
+    ("Wheel, pinch", "Zoom about the pointer"),
+    ("Drag", "Pan (or move the compare divider)"),
+    ("Double-click", "Fit"),
+    ("C", "Before/after divider"),
+    ("Space (hold)", "Show the original"),
+    ("F1", "This list"),
+    ("Ctrl+Q", "Quit"),
+];
+
+/// The keyboard shortcuts window; `open` is cleared when it is closed.
+pub fn shortcuts_window(ctx: &egui::Context, open: &mut bool) {
+    egui::Window::new("Keyboard shortcuts")
+        .open(open)
+        .resizable(false)
+        .collapsible(false)
+        .show(ctx, |ui| {
+            egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
+                for (keys, what) in SHORTCUTS {
+                    ui.strong(*keys);
+                    ui.label(*what);
+                    ui.end_row();
+                }
+            });
+        });
 }
 
 fn view_menu(ui: &mut egui::Ui, settings: &mut Settings, out: &mut Vec<Command>) {
@@ -85,12 +137,33 @@ fn view_menu(ui: &mut egui::Ui, settings: &mut Settings, out: &mut Vec<Command>)
     ui.separator();
     ui.label("Device (for new work)");
     let mut device = settings.device.clone();
-    for d in ["auto", "cpu", "cuda", "metal"] {
-        ui.radio_value(&mut device, d.to_string(), d);
+    for (d, label, what) in available_devices() {
+        ui.radio_value(&mut device, d.to_string(), label)
+            .on_hover_text(what);
     }
     if device != settings.device {
         out.push(Command::SetDevice(device));
     }
+}
+
+/// The devices this build can use, with a name and a line for an artist: a choice this
+/// build cannot honour is never offered.
+pub fn available_devices() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut v = vec![
+        (
+            "auto",
+            "Automatic",
+            "The graphics card when there is one, else the processor",
+        ),
+        ("cpu", "Processor (CPU)", "Works everywhere; slower"),
+    ];
+    if cfg!(feature = "cuda") {
+        v.push(("cuda", "NVIDIA graphics card", "CUDA"));
+    }
+    if cfg!(feature = "metal") {
+        v.push(("metal", "Apple graphics (Metal)", "The Mac's GPU"));
+    }
+    v
 }
 
 /// Reads this frame's shortcuts; returns whether the original is to be shown instead of
@@ -99,6 +172,8 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
     let chords = [
         (Key::O, Command::OpenDialog),
         (Key::S, Command::SaveDialog),
+        (Key::E, Command::Export),
+        (Key::Q, Command::Quit),
         (Key::Num0, Command::Fit),
         (Key::Num1, Command::ActualSize),
     ];
@@ -108,16 +183,19 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
             out.push(command);
         }
     }
+    if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F1)) {
+        out.push(Command::ToggleShortcuts);
+    }
     // Typing in a field (the search, a rename, the training form) is not a shortcut.
     if ctx.memory(|m| m.focused().is_some()) {
         return false;
     }
-    let pasted = ctx.input(|i| {
-        i.events.iter().any(|e| {
-            matches!(e, egui::Event::Paste(_))
-                || matches!(e, egui::Event::Key { key: Key::V, pressed: true, modifiers, .. } if modifiers.command)
-        })
-    });
+    out.extend(ctx.input(|i| {
+        i.events
+            .iter()
+            .filter_map(paste_command)
+            .collect::<Vec<_>>()
+    }));
     let (zoom_in, zoom_out, compare, space) = ctx.input(|i| {
         (
             i.key_pressed(Key::Plus) || i.key_pressed(Key::Equals),
@@ -127,11 +205,35 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
         )
     });
     let keyed = [
-        (pasted, Command::Paste),
         (zoom_in, Command::Zoom(1.25)),
         (zoom_out, Command::Zoom(0.8)),
         (compare, Command::ToggleCompare),
     ];
     out.extend(keyed.into_iter().filter(|(on, _)| *on).map(|(_, c)| c));
     space
+}
+
+/// What a paste is: an image (egui reads the clipboard on Ctrl+V), a copied file's path,
+/// or — where the window system delivered only the key — a look at the clipboard.
+fn paste_command(e: &egui::Event) -> Option<Command> {
+    match e {
+        egui::Event::PasteImage(image) => Some(Command::PasteImage(image.clone())),
+        egui::Event::Paste(text) => {
+            // File managers copy a file as its path or a file:// URI.
+            let first = text.lines().next().unwrap_or_default().trim();
+            let path = std::path::PathBuf::from(first.strip_prefix("file://").unwrap_or(first));
+            Some(if path.is_file() {
+                Command::Open(path)
+            } else {
+                Command::Paste
+            })
+        }
+        egui::Event::Key {
+            key: Key::V,
+            pressed: true,
+            modifiers,
+            ..
+        } if modifiers.command => Some(Command::Paste),
+        _ => None,
+    }
 }

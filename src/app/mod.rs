@@ -10,9 +10,10 @@
 //! the thumbnail); the trainer trains.
 
 pub mod blend_pass;
+pub mod cache;
 pub mod canvas;
 pub mod command;
-mod dialogs;
+pub mod dialogs;
 mod display;
 pub mod document;
 pub mod gallery;
@@ -57,6 +58,11 @@ pub struct AppOptions {
     pub registry: Option<Registry>,
     /// Where training runs go instead of `<data dir>/runs` (tests).
     pub runs_dir: Option<PathBuf>,
+    /// Where Export writes instead of Pictures/Atelier (tests).
+    pub export_dir: Option<PathBuf>,
+    /// Use the app's own file browser, never the system's dialog (tests; also
+    /// `ATELIER_FILE_DIALOG=builtin`).
+    pub builtin_dialogs: bool,
 }
 
 pub struct AtelierApp {
@@ -73,6 +79,11 @@ pub struct AtelierApp {
     ctx: egui::Context,
     screenshot: Option<Screenshot>,
     ephemeral: bool,
+    export_dir: Option<PathBuf>,
+    /// The window title last set.
+    pub title: String,
+    /// Results computed this session, per (photo, style).
+    pub cache: cache::ResultCache,
     /// Set when `--screenshot` could not be produced; `run` exits non-zero.
     pub failed: Arc<AtomicBool>,
 }
@@ -108,8 +119,12 @@ impl AtelierApp {
             ctx: cc.egui_ctx.clone(),
             screenshot: opts.screenshot.map(Screenshot::new),
             ephemeral: opts.ephemeral,
+            export_dir: opts.export_dir,
+            cache: Default::default(),
+            title: "Atelier".into(),
             failed: Arc::new(AtomicBool::new(false)),
         };
+        app.state.native_dialogs = !opts.builtin_dialogs && dialogs::native_wanted();
         app.reload_styles();
         // Pick the remembered style (or the one asked for) if it still exists.
         let wanted = match &opts.style {
@@ -117,13 +132,22 @@ impl AtelierApp {
                 Ok(p) => Some(p),
                 Err(e) => {
                     app.fail_screenshot(&e);
-                    app.state.notice = Some(e.into());
+                    // A warning, which opening the photo does not clear.
+                    app.state.notice = Some(Notice::Warning(format!("--style {s}: {e}")));
                     None
                 }
             },
             None => app.settings.style.clone().filter(|p| p.is_file()),
         };
         app.gallery.selected = wanted;
+        // A warning, so it is still there when the first (faint) result arrives.
+        if app.settings.strength < 0.5 && app.state.notice.is_none() {
+            app.state.notice = Some(Notice::Warning(format!(
+                "Strength is at {:.0} % from last time: results show little of the style \
+                 (slider at the top).",
+                app.settings.strength * 100.0
+            )));
+        }
         if let Some(p) = opts.open {
             app.execute(Command::Open(p));
         }
@@ -166,7 +190,20 @@ impl eframe::App for AtelierApp {
         egui::Panel::top("toolbar").show(ui, |ui| {
             menus::menu_bar(ui, &mut self.settings, menu_state, &mut commands)
         });
-        egui::Panel::bottom("status").show(ui, |ui| status::status_line(ui, &self.state));
+        let running = self
+            .state
+            .doc
+            .as_ref()
+            .and_then(|d| d.job.as_ref())
+            .and_then(|(_, style)| self.gallery.entry(style))
+            .map(|e| e.meta.name.clone());
+        // Screen pixels per photo pixel, so 100 % is what Ctrl+1 shows.
+        let zoom = self.canvas.zoom
+            * ctx.pixels_per_point()
+            * self.state.doc.as_ref().map_or(1.0, |d| d.display_scale);
+        egui::Panel::bottom("status").show(ui, |ui| {
+            status::status_line(ui, &self.state, running.as_deref(), zoom, &mut commands)
+        });
         if let Some(v) = self.state.video.as_mut() {
             egui::Panel::bottom("video").show(ui, |ui| v.ui(ui, &mut commands));
         }
@@ -181,7 +218,7 @@ impl eframe::App for AtelierApp {
                 .resizable(true)
                 .default_size(340.0)
                 .show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| self.training.ui(ui));
+                    egui::ScrollArea::vertical().show(ui, |ui| self.training.ui(ui, &mut commands));
                 });
         }
         egui::CentralPanel::no_frame().show(ui, |ui| {
@@ -190,11 +227,22 @@ impl eframe::App for AtelierApp {
                 .doc
                 .as_ref()
                 .map(|d| self.display.canvas_input(d, &self.settings));
-            self.canvas.ui(ui, input, show_original);
+            self.canvas.ui(ui, input, show_original, &mut commands);
         });
         if let Some(p) = &self.state.pending_save {
             if let Some(replace) = dialogs::replace_file(&ctx, &p.path) {
                 commands.push(Command::ConfirmOverwrite(replace));
+            }
+        }
+        menus::shortcuts_window(&ctx, &mut self.state.show_shortcuts);
+        self.update_title(&ctx);
+        if let Some(b) = self.state.browser.as_mut() {
+            match b.ui(&ctx) {
+                Some(dialogs::BrowserAction::Picked(p)) => {
+                    commands.push(Command::Picked(b.purpose.clone(), p))
+                }
+                Some(dialogs::BrowserAction::Cancelled) => self.state.browser = None,
+                None => {}
             }
         }
         for c in commands {
@@ -206,6 +254,20 @@ impl eframe::App for AtelierApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         if !self.ephemeral {
             eframe::set_value(storage, settings::STORAGE_KEY, &self.settings);
+        }
+    }
+}
+
+impl AtelierApp {
+    /// "chelsea.png — Atelier": the window says what is open.
+    fn update_title(&mut self, ctx: &egui::Context) {
+        let title = match &self.state.doc {
+            Some(d) => format!("{} — Atelier", d.name),
+            None => "Atelier".to_string(),
+        };
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
         }
     }
 }

@@ -2,6 +2,7 @@
 //! worker's previews, tiles and results, the jobs' results, and a finished training.
 //! Anything that belongs to a request since replaced is dropped here.
 
+use super::cache::Key;
 use super::document::Document;
 use super::jobs::{Job, JobResult};
 use super::state::Notice;
@@ -62,9 +63,14 @@ impl AtelierApp {
                         image::imageops::replace(shown, &image, x.into(), y.into());
                     }
                 }
-                WorkerEvent::Progress { id, fraction } if Some(id) == current => {
+                WorkerEvent::Started { id, expected } if Some(id) == current => {
                     if let Some(d) = self.state.doc.as_mut() {
-                        d.progress = fraction;
+                        d.progress = Some(crate::progress::PassProgress::new(expected));
+                    }
+                }
+                WorkerEvent::Progress { id, fraction } if Some(id) == current => {
+                    if let Some(p) = self.state.doc.as_mut().and_then(|d| d.progress.as_mut()) {
+                        p.reported = fraction;
                     }
                 }
                 WorkerEvent::Done { id, image, ms } if Some(id) == current => {
@@ -76,9 +82,10 @@ impl AtelierApp {
                         self.display.write_styled(0, 0, &shown);
                         doc.styled_display = Some(shown);
                     }
+                    self.cache.insert(Key::new(doc.key, &style), image.clone());
                     doc.result = Some((image, style));
                     doc.full_ms = Some(ms);
-                    doc.progress = 1.0;
+                    doc.progress = None;
                     self.display.invalidate();
                 }
                 WorkerEvent::Failed { id, error } if Some(id) == current => {
@@ -111,7 +118,7 @@ impl AtelierApp {
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "the clipboard".into());
                 self.fail_screenshot(format_args!("could not open {what}: {e}"));
-                self.state.notice = Some(Notice::error(format!("Could not open {what}"), e));
+                self.state.notice = Some(Notice::error(could_not_open(&what, &e), e));
             }
             JobResult::Video {
                 path,
@@ -122,10 +129,8 @@ impl AtelierApp {
                 self.fetch_frame(0.0);
             }
             JobResult::Video { path, info: Err(e) } => {
-                self.state.notice = Some(Notice::error(
-                    format!("Could not open {}", path.display()),
-                    e,
-                ));
+                let what = path.display().to_string();
+                self.state.notice = Some(Notice::error(could_not_open(&what, &e), e));
             }
             JobResult::Frame { id, image } => {
                 let Some(v) = self.state.video.as_mut() else {
@@ -147,7 +152,7 @@ impl AtelierApp {
                 }
             }
             JobResult::Saved(Ok(p)) => {
-                self.state.notice = Some(Notice::Info(format!("Saved {}", p.display())));
+                self.state.notice = Some(Notice::Saved(p));
             }
             JobResult::Saved(Err(e)) => self.state.notice = Some(Notice::error("Not saved", e)),
             JobResult::Imported(Ok(style)) => {
@@ -188,7 +193,10 @@ impl AtelierApp {
             .is_some_and(|d| d.photo.dimensions() == photo.dimensions());
         let doc = Document::new(path, photo, self.display.max_texture_side);
         self.display.set_photo(ctx, &doc.display_photo);
-        self.state.notice = None;
+        // A warning (a style asked for that does not exist) outlives the photo's opening.
+        if !matches!(self.state.notice, Some(Notice::Warning(_))) {
+            self.state.notice = None;
+        }
         self.state.doc = Some(doc);
         // Scrubbing a video keeps the view; a new photo is fitted.
         if !same_size {
@@ -222,5 +230,14 @@ impl AtelierApp {
             }
             Err(e) => Notice::error("Export failed", e),
         });
+    }
+}
+
+/// "Could not open X", without X when the error names it already.
+fn could_not_open(what: &str, e: &crate::Error) -> String {
+    if e.to_string().contains(what) {
+        "Could not open".into()
+    } else {
+        format!("Could not open {what}")
     }
 }

@@ -40,8 +40,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The device for styling and training alike: what was chosen, or automatic when this
+    /// build cannot use it (settings saved by a GPU build, read by a CPU-only one).
     pub fn device_choice(&self) -> DeviceChoice {
-        self.device.parse().unwrap_or(DeviceChoice::Auto)
+        match self.device.parse() {
+            Ok(DeviceChoice::Cuda(_)) if !cfg!(feature = "cuda") => DeviceChoice::Auto,
+            Ok(DeviceChoice::Metal) if !cfg!(feature = "metal") => DeviceChoice::Auto,
+            Ok(d) => d,
+            Err(_) => DeviceChoice::Auto,
+        }
     }
 
     /// Moves `path` to the front of the recent files and remembers its folder.

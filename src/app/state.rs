@@ -3,6 +3,7 @@
 //! between launches is [`Settings`](super::settings::Settings), kept apart so that nothing
 //! transient is ever persisted.
 
+use super::dialogs::FileBrowser;
 use super::document::Document;
 use super::video_panel::VideoPanel;
 use std::fmt;
@@ -17,6 +18,13 @@ pub struct State {
     pub device_name: String,
     /// A save waiting for "replace the existing file?".
     pub pending_save: Option<PendingSave>,
+    /// The app's own file browser, while it is open.
+    pub browser: Option<FileBrowser>,
+    /// Try the system's file dialog first (off once it failed to open, or where there is
+    /// none).
+    pub native_dialogs: bool,
+    /// The keyboard shortcuts window is open.
+    pub show_shortcuts: bool,
     next_id: u64,
 }
 
@@ -28,6 +36,9 @@ impl Default for State {
             notice: None,
             device_name: "starting…".into(),
             pending_save: None,
+            browser: None,
+            native_dialogs: true,
+            show_shortcuts: false,
             next_id: 1,
         }
     }
@@ -55,6 +66,8 @@ pub struct PendingSave {
 #[derive(Debug)]
 pub enum Notice {
     Info(String),
+    /// A file written; the status line offers to show its folder.
+    Saved(PathBuf),
     /// Done, but with something the user must know; drawn like an error.
     Warning(String),
     /// What could not be done (empty when the error says it all) and why.
@@ -78,7 +91,7 @@ impl Notice {
     }
 
     pub fn is_error(&self) -> bool {
-        !matches!(self, Self::Info(_))
+        !matches!(self, Self::Info(_) | Self::Saved(_))
     }
 }
 
@@ -92,6 +105,7 @@ impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Info(m) | Self::Warning(m) => f.write_str(m),
+            Self::Saved(p) => write!(f, "Saved to {}", p.display()),
             Self::Error { what, error } if what.is_empty() => write!(f, "{error}"),
             Self::Error { what, error } => write!(f, "{what}: {error}"),
         }

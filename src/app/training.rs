@@ -5,7 +5,7 @@
 use crate::device::DeviceChoice;
 use crate::model::registry::{data_dir, file_stem_for};
 use crate::train::{self, Control, Metrics, TrainConfig, TrainEvent, TrainerHandle};
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Line, Plot, PlotPoints};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,43 @@ pub struct TrainingPanel {
     preview: Option<egui::TextureHandle>,
     preview_iteration: u64,
     handle: Option<TrainerHandle>,
+    /// The time a step takes at the form's settings, measured before Start.
+    pub estimate: Estimate,
 }
+
+/// The speed of training at given settings on this computer, from a few timed steps.
+#[derive(Default)]
+pub enum Estimate {
+    #[default]
+    None,
+    Measuring {
+        handle: TrainerHandle,
+        dir: PathBuf,
+        key: EstimateKey,
+        /// `elapsed_s` of each step so far.
+        steps: Vec<f64>,
+    },
+    Measured {
+        seconds_per_step: f64,
+        key: EstimateKey,
+    },
+    Failed(String),
+}
+
+/// What a step's time depends on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EstimateKey {
+    pub image_size: u32,
+    pub batch_size: usize,
+    pub device: DeviceChoice,
+}
+
+/// Steps timed for an estimate: the first warms up and is not counted.
+const ESTIMATE_STEPS: usize = 3;
+
+/// The "Quick test" preset: a rough style in minutes even on a processor, to see whether
+/// a painting and photos work before a long run.
+pub const QUICK_TEST: (u64, u32, usize) = (300, 128, 1);
 
 impl Default for TrainingPanel {
     fn default() -> Self {
@@ -77,6 +113,7 @@ impl Default for TrainingPanel {
             preview: None,
             preview_iteration: 0,
             handle: None,
+            estimate: Estimate::None,
         }
     }
 }
@@ -144,9 +181,21 @@ impl TrainingPanel {
         }
     }
 
-    fn launch(&mut self, cfg: TrainConfig, resume: bool, ctx: &egui::Context) {
-        self.metrics.clear();
-        self.preview = None;
+    fn launch(&mut self, mut cfg: TrainConfig, resume: bool, ctx: &egui::Context) {
+        // A resumed run continues its chart (the points past its checkpoint are dropped
+        // when it reports where it resumed from).
+        if !resume {
+            self.metrics.clear();
+            self.preview = None;
+        }
+        self.cancel_estimate();
+        // The same rule as styling: a graphics card that cannot be used means the
+        // processor, said plainly, not a refusal.
+        if matches!(cfg.device, DeviceChoice::Cuda(_) | DeviceChoice::Metal)
+            && cfg.device.open().is_err()
+        {
+            cfg.device = DeviceChoice::Cpu;
+        }
         self.message = None;
         self.total = cfg.iterations;
         self.run_dir = Some(cfg.run_dir.clone());
@@ -165,8 +214,98 @@ impl TrainingPanel {
         }
     }
 
+    pub fn estimate_key(&self) -> EstimateKey {
+        EstimateKey {
+            image_size: self.image_size,
+            batch_size: self.batch_size,
+            device: self.device,
+        }
+    }
+
+    /// Times a few steps at the form's settings, in a scratch run that is removed after.
+    pub fn start_estimate(&mut self, ctx: &egui::Context) {
+        self.cancel_estimate();
+        let mut cfg = match self.config() {
+            Ok(c) => c,
+            Err(e) => {
+                self.message = Some(e);
+                return;
+            }
+        };
+        let dir = self.runs_dir.join(".estimate");
+        let _ = std::fs::remove_dir_all(&dir);
+        cfg.run_dir = dir.clone();
+        // Stopped after the timed steps, long before these.
+        cfg.iterations = 1_000_000;
+        cfg.checkpoint_every = 1_000_000;
+        cfg.preview_every = 0;
+        cfg.install = false;
+        let key = self.estimate_key();
+        let ctx = ctx.clone();
+        let handle = train::start_with_waker(cfg, false, move || ctx.request_repaint());
+        self.estimate = Estimate::Measuring {
+            handle,
+            dir,
+            key,
+            steps: Vec::new(),
+        };
+    }
+
+    fn cancel_estimate(&mut self) {
+        if let Estimate::Measuring { handle, dir, .. } = std::mem::take(&mut self.estimate) {
+            handle.send(Control::Stop);
+            // The trainer may still be writing; it is removed again before the next estimate.
+            std::thread::spawn(move || {
+                handle.join();
+                let _ = std::fs::remove_dir_all(dir);
+            });
+        }
+    }
+
+    fn poll_estimate(&mut self) {
+        let Estimate::Measuring {
+            handle, steps, key, ..
+        } = &mut self.estimate
+        else {
+            return;
+        };
+        let key = *key;
+        let mut failed = None;
+        while let Ok(ev) = handle.events.try_recv() {
+            match ev {
+                TrainEvent::Metrics(m) => steps.push(m.elapsed_s),
+                TrainEvent::Failed { message } => failed = Some(message),
+                _ => {}
+            }
+        }
+        if steps.len() >= ESTIMATE_STEPS {
+            let n = (steps.len() - 1) as f64;
+            let seconds_per_step = (steps[steps.len() - 1] - steps[0]) / n;
+            self.cancel_estimate();
+            self.estimate = Estimate::Measured {
+                seconds_per_step,
+                key,
+            };
+        } else if let Some(m) = failed {
+            self.cancel_estimate();
+            self.estimate = Estimate::Failed(m);
+        }
+    }
+
+    /// The whole run's time at the form's settings, once measured for them.
+    pub fn estimated_seconds(&self) -> Option<f64> {
+        match &self.estimate {
+            Estimate::Measured {
+                seconds_per_step,
+                key,
+            } if *key == self.estimate_key() => Some(seconds_per_step * self.iterations as f64),
+            _ => None,
+        }
+    }
+
     /// Drains trainer events; returns what the app must act on.
     pub fn poll(&mut self, ctx: &egui::Context) -> Option<TrainingOutcome> {
+        self.poll_estimate();
         let mut outcome = None;
         let Some(h) = &self.handle else { return None };
         let mut done = false;
@@ -178,9 +317,10 @@ impl TrainingPanel {
                     resumed_from,
                     ..
                 } => {
-                    self.device_used = Some(device);
+                    self.device_used = Some(plain_device(&device));
                     self.total = total;
                     if let Some(i) = resumed_from {
+                        self.metrics.retain(|m| m.iteration <= i);
                         self.message = Some(format!("Resumed from iteration {i}."));
                     }
                 }
@@ -195,8 +335,16 @@ impl TrainingPanel {
                     self.preview_iteration = iteration;
                 }
                 TrainEvent::Checkpoint { .. } => {}
-                TrainEvent::Paused { .. } => self.state = RunState::Paused,
-                TrainEvent::Resumed { .. } => self.state = RunState::Running,
+                TrainEvent::Paused { iteration } => {
+                    self.state = RunState::Paused;
+                    self.message = Some(format!(
+                        "Paused at iteration {iteration}; Continue carries on."
+                    ));
+                }
+                TrainEvent::Resumed { .. } => {
+                    self.state = RunState::Running;
+                    self.message = None;
+                }
                 TrainEvent::Stopped { iteration } => {
                     self.state = RunState::Stopped;
                     self.message = Some(format!(
@@ -241,7 +389,8 @@ impl TrainingPanel {
         outcome
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, out: &mut Vec<super::Command>) {
+        use super::dialogs::Purpose;
         let ctx = ui.ctx().clone();
         ui.heading("Train a style");
         ui.label(
@@ -258,41 +407,39 @@ impl TrainingPanel {
                 let l = ui.label("Painting");
                 ui.horizontal(|ui| {
                     ui.add(egui::TextEdit::singleline(&mut self.style_image).hint_text("path to an image").desired_width(180.0))
-                        .labelled_by(l.id);
+                        .labelled_by(l.id)
+                        .on_hover_text("The painting whose style the network learns");
                     if ui.button("…").on_hover_text("Choose the painting").clicked() {
-                        if let Some(p) = rfd::FileDialog::new()
-                            .add_filter("Images", crate::formats::IMAGE_EXTENSIONS)
-                            .pick_file()
-                        {
-                            self.style_image = p.display().to_string();
-                        }
+                        out.push(super::Command::Browse(Purpose::Painting));
                     }
                 });
                 ui.end_row();
                 let l = ui.label("Photos");
                 ui.horizontal(|ui| {
                     ui.add(egui::TextEdit::singleline(&mut self.content_dir).hint_text("folder of photos").desired_width(180.0))
-                        .labelled_by(l.id);
+                        .labelled_by(l.id)
+                        .on_hover_text("Everyday photos to practise on; they are never shown");
                     if ui.button("…").on_hover_text("Choose the folder of photos").clicked() {
-                        if let Some(p) = rfd::FileDialog::new().pick_folder() {
-                            self.content_dir = p.display().to_string();
-                        }
+                        out.push(super::Command::Browse(Purpose::PhotoFolder));
                     }
                 });
                 ui.end_row();
                 let l = ui.label("Name");
                 ui.add(egui::TextEdit::singleline(&mut self.name).hint_text("the painting's file name").desired_width(200.0))
-                    .labelled_by(l.id);
+                    .labelled_by(l.id)
+                    .on_hover_text("The style's name in the gallery");
                 ui.end_row();
-                let l = ui.label("Iterations").on_hover_text("Training steps. 3000–4000 give a finished style; a few hundred show whether the settings work.");
-                ui.add(egui::DragValue::new(&mut self.iterations).range(1..=100_000).speed(50)).labelled_by(l.id);
+                let tip = "Training steps. 3000–4000 give a finished style; a few hundred show whether the settings work.";
+                let l = ui.label("Iterations").on_hover_text(tip);
+                ui.add(egui::DragValue::new(&mut self.iterations).range(1..=100_000).speed(50)).labelled_by(l.id).on_hover_text(tip);
                 ui.end_row();
-                let l = ui.label("Strength").on_hover_text("How much of the painting the style carries. Balanced suits most paintings; subtle keeps more of the photo, bold more of the painting. The number is the style weight, for experts.");
+                let tip = "How much of the painting the style carries. Balanced suits most paintings; subtle keeps more of the photo, bold more of the painting. The number is the style weight, for experts.";
+                let l = ui.label("Strength").on_hover_text(tip);
                 ui.horizontal(|ui| {
                     use crate::train::loss::Strength;
                     for p in Strength::PRESETS {
                         let w = p.style_weight();
-                        if ui.selectable_label(self.style_weight == w, p.label()).clicked() {
+                        if ui.selectable_label(self.style_weight == w, p.label()).on_hover_text(tip).clicked() {
                             self.style_weight = w;
                         }
                     }
@@ -301,11 +448,13 @@ impl TrainingPanel {
                         .on_hover_text("The style weight of the normalised loss (balanced: 10).");
                 });
                 ui.end_row();
-                let l = ui.label("Image size").on_hover_text("Side of the square training crops. 256 is standard; larger learns larger brush strokes but is slower.");
-                ui.add(egui::DragValue::new(&mut self.image_size).range(64..=1024).speed(16)).labelled_by(l.id);
+                let tip = "Side of the square training crops. 256 is standard; larger learns larger brush strokes but is slower.";
+                let l = ui.label("Image size").on_hover_text(tip);
+                ui.add(egui::DragValue::new(&mut self.image_size).range(64..=1024).speed(16)).labelled_by(l.id).on_hover_text(tip);
                 ui.end_row();
-                let l = ui.label("Batch").on_hover_text("Photos per step. 4 is standard; lower it if the GPU runs out of memory.");
-                ui.add(egui::DragValue::new(&mut self.batch_size).range(1..=32)).labelled_by(l.id);
+                let tip = "Photos per step. 4 is standard; lower it if the GPU runs out of memory.";
+                let l = ui.label("Batch").on_hover_text(tip);
+                ui.add(egui::DragValue::new(&mut self.batch_size).range(1..=32)).labelled_by(l.id).on_hover_text(tip);
                 ui.end_row();
             });
         });
@@ -330,6 +479,24 @@ impl TrainingPanel {
                 if ui.button("Start training").clicked() {
                     self.start(&ctx);
                 }
+                let measuring = matches!(self.estimate, Estimate::Measuring { .. });
+                if ui
+                    .add_enabled(!measuring, egui::Button::new("Estimate time"))
+                    .on_hover_text("Time a few training steps at these settings on this computer")
+                    .clicked()
+                {
+                    self.start_estimate(&ctx);
+                }
+                if ui
+                    .button("Quick test")
+                    .on_hover_text(
+                        "300 steps on small crops, one photo a step: a rough style in minutes \
+                         even on a processor, to check the painting and photos first",
+                    )
+                    .clicked()
+                {
+                    (self.iterations, self.image_size, self.batch_size) = QUICK_TEST;
+                }
                 if let (RunState::Stopped | RunState::Failed(_), Some(dir)) =
                     (&self.state, self.run_dir.clone())
                 {
@@ -343,15 +510,13 @@ impl TrainingPanel {
                     .on_hover_text("Continue an interrupted run from its folder")
                     .clicked()
                 {
-                    if let Some(dir) = rfd::FileDialog::new()
-                        .set_directory(&self.runs_dir)
-                        .pick_folder()
-                    {
-                        self.resume(&dir, &ctx);
-                    }
+                    out.push(super::Command::Browse(Purpose::RunFolder));
                 }
             }
         });
+        if !self.is_active() {
+            self.estimate_ui(ui);
+        }
         if let Some(m) = &self.message {
             let color = if matches!(self.state, RunState::Failed(_) | RunState::Idle) {
                 ui.visuals().error_fg_color
@@ -361,18 +526,30 @@ impl TrainingPanel {
             ui.colored_label(color, m);
         }
         if let Some(last) = self.metrics.last() {
-            let left = self.total.saturating_sub(last.iteration);
-            let eta = if last.it_per_s > 0.0 {
-                left as f64 / last.it_per_s
-            } else {
-                0.0
+            // A time left only while it runs: paused or stopped, nothing is counting down.
+            let status = match &self.state {
+                RunState::Running => {
+                    let left = self.total.saturating_sub(last.iteration);
+                    if last.it_per_s > 0.0 {
+                        format!(
+                            "Running · {:.2} it/s · {} left",
+                            last.it_per_s,
+                            format_duration(left as f64 / last.it_per_s)
+                        )
+                    } else {
+                        "Running".to_string()
+                    }
+                }
+                RunState::Paused => "Paused".into(),
+                RunState::Stopped => "Stopped".into(),
+                RunState::Finished { .. } => "Finished".into(),
+                RunState::Failed(_) => "Failed".into(),
+                RunState::Idle => String::new(),
             };
             ui.label(format!(
-                "iteration {} / {} · {:.2} it/s · ETA {} · {}",
+                "{status} · iteration {} / {} · {}",
                 last.iteration,
                 self.total,
-                last.it_per_s,
-                format_duration(eta),
                 self.device_used.as_deref().unwrap_or("")
             ));
             ui.add(egui::ProgressBar::new(
@@ -394,6 +571,52 @@ impl TrainingPanel {
         }
     }
 
+    /// Before Start: how long the run would take here, or how to find out.
+    fn estimate_ui(&self, ui: &mut egui::Ui) {
+        match (&self.estimate, self.estimated_seconds()) {
+            (Estimate::Measuring { steps, .. }, _) => {
+                ui.horizontal(|ui| {
+                    ui.add(egui::Spinner::new());
+                    ui.label(format!(
+                        "Timing a few steps ({} of {ESTIMATE_STEPS})…",
+                        steps.len()
+                    ));
+                });
+            }
+            (_, Some(secs)) => {
+                let text = format!(
+                    "About {} for {} iterations on this computer at these settings.",
+                    format_duration(secs),
+                    self.iterations
+                );
+                if secs > 6.0 * 3600.0 {
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        format!("{text} Quick test, a smaller image size or a graphics card make it shorter."),
+                    );
+                } else {
+                    ui.label(text);
+                }
+            }
+            (Estimate::Failed(m), None) => {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("Could not time it: {m}"),
+                );
+            }
+            _ if matches!(self.device, DeviceChoice::Cpu)
+                || (matches!(self.device, DeviceChoice::Auto)
+                    && !cfg!(any(feature = "cuda", feature = "metal"))) =>
+            {
+                ui.weak(
+                    "On the processor a full training takes days; Estimate time tells how long, \
+                     Quick test gives a rough style in minutes.",
+                );
+            }
+            _ => {}
+        }
+    }
+
     fn plot_ui(&self, ui: &mut egui::Ui) {
         // log10 of each loss: they span orders of magnitude and fall fast at first.
         let series = |f: fn(&Metrics) -> f64| -> PlotPoints {
@@ -403,18 +626,46 @@ impl TrainingPanel {
                 .map(|m| [m.iteration as f64, f(m).log10()])
                 .collect()
         };
+        // The legend sits above the plot, not over the curves.
+        const SERIES: [(&str, egui::Color32); 4] = [
+            ("total", egui::Color32::from_rgb(230, 160, 40)),
+            ("content", egui::Color32::from_rgb(80, 160, 230)),
+            ("style", egui::Color32::from_rgb(200, 90, 200)),
+            ("tv", egui::Color32::from_rgb(120, 190, 90)),
+        ];
+        ui.horizontal(|ui| {
+            for (name, colour) in SERIES {
+                let (swatch, _) =
+                    ui.allocate_exact_size(egui::vec2(14.0, 3.0), egui::Sense::hover());
+                ui.painter().rect_filled(swatch, 0.0, colour);
+                ui.label(name);
+            }
+        });
         Plot::new("losses")
             .height(180.0)
-            .legend(Legend::default())
             .y_axis_label("log10 loss")
             .x_axis_label("iteration")
             .y_axis_formatter(|m, _| format!("1e{:.0}", m.value))
             .show(ui, |p| {
-                p.line(Line::new("total", series(|m| m.total)));
-                p.line(Line::new("content", series(|m| m.content)));
-                p.line(Line::new("style", series(|m| m.style)));
-                p.line(Line::new("tv", series(|m| m.tv)));
+                let values: [fn(&Metrics) -> f64; 4] =
+                    [|m| m.total, |m| m.content, |m| m.style, |m| m.tv];
+                for ((name, colour), f) in SERIES.into_iter().zip(values) {
+                    p.line(Line::new(name, series(f)).color(colour));
+                }
             });
+    }
+}
+
+/// The trainer's device name in an artist's words.
+fn plain_device(d: &str) -> String {
+    if d.starts_with("cpu") {
+        "on the processor".into()
+    } else if d.starts_with("cuda") {
+        "on the NVIDIA graphics card".into()
+    } else if d.starts_with("metal") {
+        "on the Mac's graphics".into()
+    } else {
+        format!("on {d}")
     }
 }
 

@@ -3,6 +3,7 @@
 //! results come back as events. A newer request cancels the one in flight.
 
 use crate::device::DeviceChoice;
+use crate::progress::Throughput;
 use crate::stylize::{Hooks, Stylizer, Tiling};
 use image::RgbImage;
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One restyle of one photo.
 #[derive(Clone)]
@@ -39,6 +40,12 @@ pub enum WorkerEvent {
         id: u64,
         image: RgbImage,
         ms: f64,
+    },
+    /// The full-resolution pass began; `expected` is its time at this device's measured
+    /// speed (`None` until a pass was measured).
+    Started {
+        id: u64,
+        expected: Option<Duration>,
     },
     /// A finished region of the full-resolution result at (x, y).
     Tile {
@@ -119,7 +126,11 @@ fn open_device(choice: DeviceChoice, events: &Sender<WorkerEvent>) -> candle_cor
             d
         }
         Err(e) => {
-            let _ = events.send(WorkerEvent::Device(format!("cpu ({e}; using the CPU)")));
+            // Plain words in the status line; the details are for a bug report.
+            eprintln!("atelier: {choice} unavailable ({e}); using the processor");
+            let _ = events.send(WorkerEvent::Device(
+                "processor (the graphics card could not be used)".into(),
+            ));
             candle_core::Device::Cpu
         }
     }
@@ -138,6 +149,7 @@ fn worker_loop(
     let mut device = open_device(choice, &events);
     wake();
     let mut models: HashMap<PathBuf, Stylizer> = HashMap::new();
+    let mut speed = Throughput::default();
     while let Ok(first) = requests.recv() {
         // Device changes apply in order; of the restyles queued, only the newest runs.
         let mut latest = None;
@@ -145,6 +157,7 @@ fn worker_loop(
             match req {
                 Request::SetDevice(c) => {
                     models.clear();
+                    speed = Throughput::default();
                     device = open_device(c, &events);
                     wake();
                 }
@@ -152,7 +165,7 @@ fn worker_loop(
             }
         }
         let Some(r) = latest else { continue };
-        if let Err(e) = run_one(&r, &device, &mut models, &r.cancel, &send) {
+        if let Err(e) = run_one(&r, &device, &mut models, &mut speed, &send) {
             if !matches!(e, crate::Error::Cancelled) {
                 send(WorkerEvent::Failed { id: r.id, error: e });
             }
@@ -164,9 +177,10 @@ fn run_one(
     r: &StylizeRequest,
     device: &candle_core::Device,
     models: &mut HashMap<PathBuf, Stylizer>,
-    cancel: &AtomicBool,
+    speed: &mut Throughput,
     send: &dyn Fn(WorkerEvent),
 ) -> crate::Result<()> {
+    let cancel = &*r.cancel;
     if !models.contains_key(&r.style) {
         // A handful of styles stay loaded so switching back is instant.
         if models.len() >= 6 {
@@ -186,12 +200,19 @@ fn run_one(
             ..Default::default()
         };
         let image = stylizer.quick_preview(photo, side, &mut hooks)?;
+        let (pw, ph) = crate::stylize::resample::fit_within(w, h, side.max(16));
+        speed.record(u64::from(pw) * u64::from(ph), t.elapsed());
         send(WorkerEvent::Preview {
             id: r.id,
             image,
             ms: t.elapsed().as_secs_f64() * 1e3,
         });
     }
+    let pixels = u64::from(w) * u64::from(h);
+    send(WorkerEvent::Started {
+        id: r.id,
+        expected: speed.expected(pixels),
+    });
     let t = Instant::now();
     let mut on_tile = |x: u32, y: u32, img: &RgbImage| {
         send(WorkerEvent::Tile {
@@ -213,6 +234,7 @@ fn run_one(
         cancel: Some(cancel),
     };
     let out = stylizer.stylize_raw(photo, Tiling::Auto, &mut hooks)?;
+    speed.record(pixels, t.elapsed());
     send(WorkerEvent::Done {
         id: r.id,
         image: Arc::new(out),

@@ -1,7 +1,8 @@
 use super::{open_device, parse_device};
 use atelier::bench::{parse_size, random_net, time_inference};
 use atelier::device::{describe, DeviceChoice};
-use atelier::model::{Precision, StyleModel, Variant};
+use atelier::model::StyleModel;
+use atelier::nn::{Precision, Variant};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -99,7 +100,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             if let Some(m) = t.peak_mem_mb {
                 json.insert(format!("peak_mem_mb_infer_{tag}{key}"), m.into());
             }
-            if std::env::var_os("ATELIER_PROFILE").is_some() {
+            if atelier::tuning::current().profile {
                 let spans = atelier::bench::profile_inference(&net, &device, size, 5)?;
                 if !a.json {
                     for (label, ms) in &spans {
@@ -141,12 +142,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             println!("train batch 4, 256x256: {its:.2} it/s");
         }
         json.insert("train_it_per_s_b4_256".into(), its.into());
-        let loss_dtype = atelier::train::vgg::loss_network_dtype(&device);
-        json.insert(
-            "train_loss_network_dtype".into(),
-            format!("{loss_dtype:?}").to_lowercase().into(),
-        );
-        if std::env::var_os("ATELIER_PROFILE").is_some() {
+        if atelier::tuning::current().profile {
             for (phase, ms) in atelier::bench::profile_training(&device, &vgg, 4, 256, 20)? {
                 if !a.json {
                     println!("train phase {phase}: {ms:.2} ms");

@@ -4,6 +4,7 @@ use atelier::image_io::{self, OutputFormat};
 use atelier::model::format::read_meta;
 use atelier::model::registry::{file_stem_for, Registry};
 use atelier::output_plan;
+use atelier::progress::{about_left, PassProgress, Throughput};
 use atelier::stylize::blend::blend;
 use atelier::stylize::instant::{mix, InstantStylizer, StyleVector};
 use atelier::stylize::tiling::MIN_CORE;
@@ -12,6 +13,9 @@ use atelier::Error;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -160,6 +164,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let cancel = cancel_flag();
     let mut failed = 0;
+    let mut speed = Throughput::default();
     for (i, (input, out)) in pairs.iter().enumerate() {
         let started = Instant::now();
         let result = stylize_one(
@@ -169,7 +174,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             &a,
             &opts,
             &cancel,
-            (i + 1, a.images.len()),
+            (i + 1, a.images.len(), &mut speed),
         );
         let ms = started.elapsed().as_secs_f64() * 1e3;
         match &result {
@@ -238,7 +243,8 @@ fn stylize_one(
     a: &Args,
     opts: &StylizeOptions,
     cancel: &std::sync::atomic::AtomicBool,
-    (index, count): (usize, usize),
+    // Where in the batch, and the speed measured so far (for the bar's time left).
+    (index, count, speed): (usize, usize, &mut Throughput),
 ) -> Result<(u32, u32), Error> {
     let format = OutputFormat::from_path(out)?;
     if out.exists() && !a.overwrite {
@@ -259,37 +265,84 @@ fn stylize_one(
             photo = image::imageops::resize(&photo, nw, nh, image::imageops::FilterType::Lanczos3);
         }
     }
+    let pixels = u64::from(photo.width()) * u64::from(photo.height());
     let pb = (!a.json).then(|| {
         let name = input
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        progress_bar(1, format!("[{index}/{count}] {name}"))
+        let pb = progress_bar(1000, format!("[{index}/{count}] {name}"));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {percent:>3}% {elapsed_precise} {prefix}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        pb
     });
+    let trained = match engine {
+        Engine::Trained(s) => Some(s),
+        Engine::Instant(..) => None,
+    };
+    if let (Some(stylizer), true) = (
+        trained,
+        pb.is_some() && speed.expected(pixels).is_none() && pixels > 4 * 256 * 256,
+    ) {
+        // A pass over a thumbnail measures this machine (about 1 % of the work), so even
+        // the first image's bar moves at its real pace.
+        let (tw, th) = atelier::stylize::resample::fit_within(photo.width(), photo.height(), 256);
+        let thumb = image::imageops::thumbnail(&photo, tw, th);
+        let t = Instant::now();
+        stylizer.stylize_raw(&thumb, Tiling::Off, &mut Hooks::default())?;
+        speed.record(u64::from(tw) * u64::from(th), t.elapsed());
+    }
+    let progress = Mutex::new(PassProgress::new(speed.expected(pixels)));
     let mut report = |done: usize, total: usize| {
-        if let Some(pb) = &pb {
-            pb.set_length(total as u64);
-            pb.set_position(done as u64);
-        }
+        progress.lock().expect("progress lock").reported = done as f32 / total.max(1) as f32;
     };
     let mut hooks = Hooks {
         progress: Some(&mut report),
         tile_done: None,
         cancel: Some(cancel),
     };
-    let result = match engine {
-        Engine::Trained(stylizer) => stylizer.stylize(&photo, opts, &mut hooks),
-        Engine::Instant(net, vector) => {
-            net.stylize(&photo, vector, opts.strength, &mut hooks)
+    let finished = AtomicBool::new(false);
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| {
+        if let Some(pb) = &pb {
+            // Between tiles (and through a whole-image pass, which reports nothing) the
+            // bar follows the clock against the measured speed.
+            scope.spawn(|| {
+                while !finished.load(Ordering::Relaxed) {
+                    let p = *progress.lock().expect("progress lock");
+                    let now = Instant::now();
+                    pb.set_position((p.fraction_at(now) * 1000.0) as u64);
+                    pb.set_prefix(match p.remaining_at(now) {
+                        Some(left) => about_left(left),
+                        None => "measuring speed…".into(),
+                    });
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+        let r = match engine {
+            Engine::Trained(stylizer) => stylizer.stylize(&photo, opts, &mut hooks),
+            Engine::Instant(net, vector) => net
+                .stylize(&photo, vector, opts.strength, &mut hooks)
                 .map(|styled| {
                     if opts.preserve_colors {
                         blend(&photo, &styled, 1.0, true)
                     } else {
                         styled
                     }
-                })
-        }
-    };
+                }),
+        };
+        finished.store(true, Ordering::Relaxed);
+        r
+    });
+    if result.is_ok() {
+        speed.record(pixels, started.elapsed());
+    }
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }

@@ -104,7 +104,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 a.output.display(),
                 r.flicker_ratio
             );
-            if std::env::var_os("ATELIER_PROFILE").is_some() {
+            if atelier::tuning::current().profile {
                 let [decode, stylize, finish, encode] = r.stage_seconds;
                 eprintln!(
                     "waiting for frames {decode:.1} s, stylising {stylize:.1} s, settle/blend {finish:.1} s, waiting for the encoder {encode:.1} s"

@@ -4,7 +4,7 @@
 //! the network's parameters are stored by name in PyTorch layout (f32, f16 or bf16);
 //! an optional PNG thumbnail rides along as a `u8` tensor.
 
-use super::{Precision, StyleNet, Variant};
+use crate::nn::{Precision, StyleNet, Variant};
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;

@@ -3,7 +3,7 @@
 //! checked against the network code's own parameter list; and that file back into a
 //! ready-to-run [`ArbitraryNet`].
 
-use super::arbitrary::{param_specs, ArbitraryNet};
+use crate::nn::arbitrary::{param_specs, ArbitraryNet};
 use super::onnx::OnnxGraph;
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};

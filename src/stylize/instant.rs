@@ -6,10 +6,10 @@
 //! where a pixel blend would only fade the painting in over the photo.
 
 use super::{image_to_tensor, tensor_to_image, Hooks};
-use crate::model::arbitrary::{ArbitraryNet, PREDICTOR_SIDE, STYLE_DIM};
-use crate::model::instant::{padded_side, shared_network, VECTOR_TENSOR};
 use crate::model::magenta_import;
 use crate::model::{ModelMeta, StyleModel, Variant};
+use crate::nn::arbitrary::{ArbitraryNet, PREDICTOR_SIDE, STYLE_DIM};
+use crate::nn::instant::{padded_side, shared_network, VECTOR_TENSOR};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -190,7 +190,7 @@ mod tests {
     fn sides_round_up_to_what_the_network_takes() {
         assert_eq!(padded_side(472), 472);
         assert_eq!(padded_side(473), 476);
-        assert_eq!(padded_side(3), crate::model::arbitrary::MIN_SIDE);
+        assert_eq!(padded_side(3), crate::nn::arbitrary::MIN_SIDE);
     }
 
     #[test]

@@ -6,13 +6,15 @@ pub mod resample;
 pub mod thumbnail;
 pub mod tiling;
 
-use crate::model::layers::{stats_to_tensors, NormCtx, TemporalStats};
-use crate::model::{ModelMeta, Precision, StyleModel, StyleNet, Variant};
+use crate::model::{ModelMeta, StyleModel};
+use crate::nn::norm::{NormCtx, NormStats, TemporalStats};
+use crate::nn::{Precision, StyleNet, Variant};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tiling::StatsAccumulator;
 
 /// Peak memory of one CPU pass per input pixel: measured 590 MB at 1000² and 2.58 GB at
 /// 2000² (peak RSS of `atelier stylize`), i.e. about 620 bytes a pixel, plus a margin.
@@ -161,7 +163,7 @@ impl Stylizer {
     /// painting's (as Magenta does) instead of fading the result into the photo.
     fn stylize_instant(
         &self,
-        net: &crate::model::instant::InstantNet,
+        net: &crate::nn::instant::InstantNet,
         photo: &RgbImage,
         opts: &StylizeOptions,
         hooks: &mut Hooks,
@@ -215,14 +217,11 @@ impl Stylizer {
         hooks.check_cancel()?;
         let x = image_to_tensor(frame, 0, 0, w, h, &self.device)?;
         let mut ctx = NormCtx {
+            stats: NormStats::Temporal(temporal),
             cancel: hooks.cancel,
-            temporal: Some(temporal),
-            ..Default::default()
+            marks: None,
         };
-        let y = self
-            .net
-            .forward_ctx(&x, &mut ctx)?
-            .ok_or(Error::Cancelled)?;
+        let y = self.net.forward_ctx(&x, &mut ctx)?;
         tensor_to_image(&y)
     }
 
@@ -311,10 +310,7 @@ impl Stylizer {
             cancel: hooks.cancel,
             ..Default::default()
         };
-        let y = self
-            .net
-            .forward_ctx(&x, &mut ctx)?
-            .ok_or(Error::Cancelled)?;
+        let y = self.net.forward_ctx(&x, &mut ctx)?;
         let out = tensor_to_image(&y)?;
         hooks.report(1, 1);
         if let Some(f) = hooks.tile_done.as_mut() {
@@ -342,38 +338,36 @@ impl Stylizer {
                 hooks.check_cancel()?;
                 let x = image_to_tensor(photo, t.x0, t.y0, t.x1, t.y1, &self.device)?;
                 let mut ctx = NormCtx {
-                    fixed: &stats,
-                    collect: Some((layer, t.core_region(w, h))),
-                    collected: acc.take(),
+                    stats: NormStats::Collect {
+                        fixed: &stats,
+                        layer,
+                    },
                     cancel: hooks.cancel,
-                    cancelled: false,
-                    temporal: None,
-                    timer: None,
+                    marks: None,
                 };
-                self.net.forward_ctx(&x, &mut ctx)?;
-                if ctx.cancelled {
-                    return Err(Error::Cancelled);
-                }
-                acc = ctx.collected;
+                let map = self.net.forward_ctx(&x, &mut ctx)?;
+                acc.get_or_insert_with(StatsAccumulator::default)
+                    .add_region(&map, t.core_region(w, h), variant.norm_scales()[layer])?;
                 done += 1;
                 hooks.report(done, total);
             }
             let acc = acc.ok_or_else(|| Error::Invalid("tiling produced no tiles".into()))?;
-            stats.push(stats_to_tensors(&acc.finish(), &self.device, DType::F32)?);
+            stats.push(tiling::stats_to_tensors(
+                &acc.finish(),
+                &self.device,
+                DType::F32,
+            )?);
         }
         let mut out = crate::alloc::rgb_image(w, h, "the tiled result")?;
         for t in &tiles {
             hooks.check_cancel()?;
             let x = image_to_tensor(photo, t.x0, t.y0, t.x1, t.y1, &self.device)?;
             let mut ctx = NormCtx {
-                fixed: &stats,
+                stats: NormStats::Fixed(&stats),
                 cancel: hooks.cancel,
-                ..Default::default()
+                marks: None,
             };
-            let y = self
-                .net
-                .forward_ctx(&x, &mut ctx)?
-                .ok_or(Error::Cancelled)?;
+            let y = self.net.forward_ctx(&x, &mut ctx)?;
             let (cx, cy) = (t.core_x0 - t.x0, t.core_y0 - t.y0);
             let (cw, ch) = (t.core_x1 - t.core_x0, t.core_y1 - t.core_y0);
             let y = y

@@ -9,7 +9,7 @@
 //!
 //! Instance-norm statistics come from the whole image (see `Stylizer::run_tiled`).
 
-use crate::model::layers::CoreRegion;
+use candle_core::{DType, Device, Tensor};
 
 /// The smallest tile core worth asking for: each tile also computes a 64-pixel halo on
 /// every side, so below this most of the work is thrown away (tiles of 8 pixels run
@@ -47,6 +47,102 @@ impl Tile {
             y1: (self.core_y1 < image_h).then(|| (self.core_y1 - self.y0) as usize),
         }
     }
+}
+
+/// Per-channel mean and biased variance of one normalisation layer over a whole image.
+#[derive(Debug, Clone)]
+pub struct ChannelStats {
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// Running per-channel count / mean / M2 (sum of squared deviations), merged across
+/// tiles with Chan's formula so that large images don't lose precision.
+#[derive(Debug, Clone, Default)]
+pub struct StatsAccumulator {
+    count: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl StatsAccumulator {
+    /// Adds the statistics of the region `x` (shape `(1, C, h, w)`).
+    pub fn add(&mut self, x: &Tensor) -> candle_core::Result<()> {
+        let (_, c, h, w) = x.dims4()?;
+        let n = (h * w) as f64;
+        if n == 0.0 {
+            return Ok(());
+        }
+        let flat = x.reshape((c, h * w))?.to_dtype(DType::F32)?;
+        let mean_t = flat.mean_keepdim(1)?;
+        let m2: Vec<f32> = flat.broadcast_sub(&mean_t)?.sqr()?.sum(1)?.to_vec1()?;
+        let mean: Vec<f32> = mean_t.squeeze(1)?.to_vec1()?;
+        if self.mean.is_empty() {
+            self.mean = vec![0.0; c];
+            self.m2 = vec![0.0; c];
+        }
+        let total = self.count + n;
+        for ch in 0..c {
+            let delta = mean[ch] as f64 - self.mean[ch];
+            self.mean[ch] += delta * n / total;
+            self.m2[ch] += m2[ch] as f64 + delta * delta * self.count * n / total;
+        }
+        self.count = total;
+        Ok(())
+    }
+
+    /// Adds the statistics of `region` (in input pixels) of the feature map `map` (shape
+    /// `(1, C, h, w)`), whose pixels each stand for `scale` input pixels.
+    pub fn add_region(
+        &mut self,
+        map: &Tensor,
+        region: CoreRegion,
+        scale: usize,
+    ) -> candle_core::Result<()> {
+        let (_, _, h, w) = map.dims4()?;
+        let (x0, y0) = (region.x0 / scale, region.y0 / scale);
+        let x1 = region.x1.map_or(w, |v| v / scale).min(w);
+        let y1 = region.y1.map_or(h, |v| v / scale).min(h);
+        if x1 > x0 && y1 > y0 {
+            self.add(&map.narrow(2, y0, y1 - y0)?.narrow(3, x0, x1 - x0)?)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(&self) -> ChannelStats {
+        let count = self.count.max(1.0);
+        ChannelStats {
+            mean: self.mean.clone(),
+            var: self.m2.iter().map(|m| m / count).collect(),
+        }
+    }
+}
+
+/// Which part of a tile's feature map belongs to the tile's core (in input pixels,
+/// relative to the tile). `x1`/`y1` of `None` mean "to the end of the map", which is
+/// how the whole-image map ends too, conv-transpose overshoot included.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreRegion {
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: Option<usize>,
+    pub y1: Option<usize>,
+}
+
+/// Turns host statistics into `(1, C, 1, 1)` tensors on `device`.
+pub fn stats_to_tensors(
+    stats: &ChannelStats,
+    device: &Device,
+    dtype: DType,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let c = stats.mean.len();
+    let mean = Tensor::from_iter(stats.mean.iter().map(|&v| v as f32), device)?
+        .reshape((1, c, 1, 1))?
+        .to_dtype(dtype)?;
+    let var = Tensor::from_iter(stats.var.iter().map(|&v| v as f32), device)?
+        .reshape((1, c, 1, 1))?
+        .to_dtype(dtype)?;
+    Ok((mean, var))
 }
 
 /// (extent start, extent end, core start, core end) along one axis.

@@ -53,28 +53,19 @@ impl Adam {
         let t = self.step as i32;
         let c1 = 1.0 - self.beta1.powi(t);
         let c2 = 1.0 - self.beta2.powi(t);
+        let s = crate::ops::adam::AdamStep {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            lr: self.lr,
+            c1,
+            c2,
+        };
         for (_, var, m, v) in self.params.iter_mut() {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            if fused_enabled() && crate::model::cuda_ops::available(var.as_tensor()) {
-                crate::model::cuda_ops::adam_step(
-                    var.as_tensor(),
-                    m,
-                    v,
-                    g,
-                    (self.beta1, self.beta2, self.eps),
-                    self.lr,
-                    (c1, c2),
-                )?;
-                continue;
-            }
-            // Detached: otherwise each moment keeps the whole graph of every step alive.
-            let g = g.detach();
-            *m = ((&*m * self.beta1)? + (&g * (1.0 - self.beta1))?)?.detach();
-            *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?.detach();
-            let update = ((&*m / c1)? / ((&*v / c2)?.sqrt()? + self.eps)?)?;
-            var.set(&var.as_tensor().detach().sub(&(update * self.lr)?)?)?;
+            crate::ops::adam::step(var, m, v, g, s)?;
         }
         Ok(())
     }
@@ -105,10 +96,4 @@ impl Adam {
         self.step = step;
         Ok(())
     }
-}
-
-/// The CUDA update ([`crate::model::cuda_ops::adam_step`]) unless `ATELIER_FUSED_ADAM=0`.
-fn fused_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ATELIER_FUSED_ADAM").map_or(true, |v| v != "0"))
 }

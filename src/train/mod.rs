@@ -11,7 +11,8 @@ pub mod run_dir;
 pub mod vgg;
 
 use crate::device::DeviceChoice;
-use crate::model::{ModelMeta, StyleModel, StyleNet, Variant};
+use crate::model::{ModelMeta, StyleModel};
+use crate::nn::{StyleNet, Variant};
 use crate::stylize::{image_to_tensor, tensor_to_image, thumbnail};
 use crate::{image_io, Error, Result};
 use candle_core::{DType, Device, Module, Tensor};
@@ -768,13 +769,11 @@ pub fn step(
 
 /// Whether [`step`] runs the loss network's backward pass by hand
 /// ([`loss::Perceptual::compute_with_grad`]) rather than through candle's autograd: on CUDA with
-/// cuDNN, where it is faster; `ATELIER_MANUAL_BACKWARD=0` turns it off for comparisons. Both
+/// cuDNN, where it is faster; [`Tuning::manual_backward`](crate::tuning::Tuning::manual_backward)
+/// off turns it off for comparisons. Both
 /// compute the same gradient (tests/loss_gradient.rs).
 pub(crate) fn manual_loss_backward(y: &Tensor) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on =
-        *ON.get_or_init(|| std::env::var("ATELIER_MANUAL_BACKWARD").map_or(true, |v| v != "0"));
-    on && cfg!(feature = "cudnn") && y.device().is_cuda()
+    crate::tuning::current().manual_backward && cfg!(feature = "cudnn") && y.device().is_cuda()
 }
 
 /// Re-initialises every parameter from a seeded generator (candle's CPU RNG cannot be

@@ -2,7 +2,6 @@
 //! perceptual losses.
 
 use crate::{Error, Result};
-use candle_core::Module as _;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,8 +51,9 @@ pub enum Preprocess {
 pub struct Vgg16 {
     /// Weights (in [`Self::dtype`]) and `(1, C, 1, 1)` f32 biases, in order.
     convs: Vec<(Tensor, Tensor)>,
-    /// The dtype the network computes in (see [`loss_network_dtype`]); weights are stored in
-    /// it, biases stay f32, and the taps come out in f32.
+    /// The dtype the network computes in (f32: a bf16 loss network was measured no faster,
+    /// `docs/benchmarks.md`); weights are stored in it, biases stay f32, and the taps come out
+    /// in f32.
     dtype: DType,
     /// What each conv of `convs` is: VGG16's or VGG19's table, cut where the file ends.
     layers: Vec<LayerSpec>,
@@ -61,21 +61,6 @@ pub struct Vgg16 {
     shift: Tensor,
     scale: Tensor,
     permute_bgr: bool,
-}
-
-/// The dtype the loss network computes in on `device`: f32, or bf16 on CUDA builds with cuDNN
-/// when `ATELIER_TRAIN_PRECISION=bf16` (mixed precision: the style network, its gradients and
-/// Adam stay f32; only the fixed loss network runs in bf16, which keeps f32's range, so no loss
-/// scaling is needed; the Gram matrices are computed in f32). Measured on an H200: the same
-/// loss curve over 1000 iterations, but no faster (65.5 against 64.9 it/s, within noise),
-/// so f32 stays the default; bf16 would also need an Ampere or newer GPU.
-pub fn loss_network_dtype(device: &Device) -> DType {
-    let bf16 = std::env::var("ATELIER_TRAIN_PRECISION").is_ok_and(|v| v == "bf16");
-    if bf16 && cfg!(feature = "cudnn") && device.is_cuda() {
-        DType::BF16
-    } else {
-        DType::F32
-    }
 }
 
 /// The VGG16 shipped in `models/`.
@@ -87,13 +72,9 @@ pub fn bundled_vgg_path() -> Option<PathBuf> {
 
 impl Vgg16 {
     /// Loads `features.*` weights from a `.safetensors` or PyTorch `.pth` file, to compute in
-    /// [`loss_network_dtype`].
+    /// f32.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        Self::load_as(path, device, loss_network_dtype(device))
-    }
-
-    /// As [`Self::load`], computing in `dtype` (f32, or bf16 on CUDA).
-    pub fn load_as(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let dtype = DType::F32;
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -301,26 +282,10 @@ impl Vgg16 {
             .to_dtype(self.dtype)?;
         let mut out: Vec<Option<Tensor>> = vec![None; taps.len()];
         let mut acts = Vec::new();
-        use crate::model::{cuda_ops, gpu_conv};
+        use crate::ops::{conv, pool};
         for (i, (w, b)) in self.convs.iter().enumerate().take(last + 1) {
-            let y = if gpu_conv::available(&x, w) {
-                // cuDNN pads inside the conv: no padded copies forward or backward.
-                gpu_conv::conv2d(&x, w, 1, 1)?
-            } else {
-                // Through `Conv`, so evaluation (nothing tracked) takes the fast CPU conv;
-                // training still gets candle's differentiable one.
-                let conv = crate::model::layers::Conv {
-                    weight: w.clone(),
-                    bias: None,
-                    stride: 1,
-                };
-                conv.forward(&x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?
-            };
-            x = if cuda_ops::available_half_too(&y) {
-                cuda_ops::bias_relu(&y, b)?
-            } else {
-                y.broadcast_add(b)?.relu()?
-            };
+            let y = conv::conv2d_zero_padded(&x, w, 1, 1)?;
+            x = pool::bias_relu(&y, b)?;
             if keep {
                 acts.push(x.clone());
             }
@@ -330,11 +295,7 @@ impl Vgg16 {
                 }
             }
             if self.layers[i].pool_after && i < last {
-                x = if cuda_ops::available_half_too(&x) {
-                    cuda_ops::max_pool2(&x)?
-                } else {
-                    max_pool_2x2(&x)?
-                };
+                x = pool::max_pool2(&x)?;
             }
         }
         let (n, c, h, w) = input_dims;
@@ -366,7 +327,7 @@ impl Vgg16 {
             if self.layers[i].pool_after && i + 1 < saved.acts.len() {
                 // The forward pooled after this layer (and after its tap).
                 if let Some(gp) = g.take() {
-                    g = Some(pool_grad(a, &gp)?);
+                    g = Some(crate::ops::pool::max_pool2_grad(a, &gp)?);
                 }
             }
             for (k, t) in saved.positions.iter().enumerate() {
@@ -382,9 +343,15 @@ impl Vgg16 {
                 }
             }
             let Some(ga) = g.take() else { continue };
-            let gz = relu_grad(a, &ga)?;
+            let gz = crate::ops::pool::relu_grad(a, &ga)?;
             let (n, _, h, wd) = a.dims4()?;
-            g = Some(conv_input_grad(&gz, w, [n, w.dim(1)?, h, wd])?);
+            g = Some(crate::ops::conv::conv2d_input_grad(
+                &gz,
+                w,
+                [n, w.dim(1)?, h, wd],
+                1,
+                1,
+            )?);
         }
         let [n, c, h, w] = saved.input_dims;
         let g = match g {
@@ -416,79 +383,4 @@ pub struct Saved {
     pub taps: Vec<Tensor>,
     positions: Vec<Tap>,
     input_dims: [usize; 4],
-}
-
-/// Gradient through a ReLU, from its output `a`.
-fn relu_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::model::cuda_ops::available_half_too(a) {
-        return crate::model::cuda_ops::relu_grad(a, g);
-    }
-    g.mul(&a.gt(0.0)?.to_dtype(g.dtype())?)
-}
-
-/// Gradient through the 2×2 max pool of `a`.
-fn pool_grad(a: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::model::cuda_ops::available_half_too(a) {
-        return crate::model::cuda_ops::max_pool2_grad(a, g);
-    }
-    // Elsewhere (tests, CPU training) through autograd on this one operation.
-    let v = candle_core::Var::from_tensor(&a.detach())?;
-    grad_through(&v, &max_pool_2x2(v.as_tensor())?, g)
-}
-
-/// Gradient of a 3×3, padding-1 conv with weights `w` with respect to its input of `x_dims`.
-fn conv_input_grad(g: &Tensor, w: &Tensor, x_dims: [usize; 4]) -> candle_core::Result<Tensor> {
-    use crate::model::gpu_conv;
-    if gpu_conv::available(g, w) {
-        return gpu_conv::conv2d_input_grad(g, w, x_dims, 1, 1);
-    }
-    // The conv is linear in its input: the gradient does not depend on where it is taken.
-    let v = candle_core::Var::zeros(x_dims.to_vec(), g.dtype(), g.device())?;
-    grad_through(&v, &v.as_tensor().conv2d(&w.detach(), 1, 1, 1, 1)?, g)
-}
-
-/// `∂L/∂v` for `y` computed from `v`, given `∂L/∂y = g`: one operation's gradient through
-/// autograd, for the devices without the loss network's CUDA kernels.
-fn grad_through(v: &candle_core::Var, y: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
-    let grads = y.mul(&g.detach())?.sum_all()?.backward()?;
-    grads
-        .get(v.as_tensor())
-        .cloned()
-        .ok_or_else(|| candle_core::Error::Msg("the operation has no input gradient".into()))
-}
-
-/// 2×2 max pooling, stride 2 (odd trailing rows/columns dropped, as in VGG).
-///
-/// Written as a reshape and two max reductions because candle 0.11's `max_pool2d`
-/// backward multiplies the gradient by the fraction of maxima in each window (¼ for a
-/// unique maximum) instead of dividing by their count: every pool would shrink the
-/// gradient 4×, starving the content loss and the deeper style layers.
-pub fn max_pool_2x2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (h2, w2) = (h / 2, w / 2);
-    x.narrow(2, 0, 2 * h2)?
-        .narrow(3, 0, 2 * w2)?
-        .reshape((n, c, h2, 2, w2, 2))?
-        .max(5)?
-        .max(3)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn max_pool_matches_candle_forward_and_routes_the_whole_gradient() {
-        let x = candle_core::Var::randn(0f32, 1., (2, 3, 9, 8), &Device::Cpu).unwrap();
-        let ours = max_pool_2x2(x.as_tensor()).unwrap();
-        let theirs = x.as_tensor().max_pool2d(2).unwrap();
-        assert_eq!(crate::model::layers::max_abs_diff(&ours, &theirs), 0.0);
-        let g = ours.sum_all().unwrap().backward().unwrap();
-        let gx = g.get(x.as_tensor()).unwrap();
-        // Random inputs have one maximum per window: each window passes a gradient of exactly 1.
-        let total = gx.sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(total, (2 * 3 * 4 * 4) as f32);
-        let max = gx.max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(max, 1.0);
-    }
 }

@@ -108,6 +108,12 @@ pub fn tiny_vgg_with(dir: &Path, file: &str, layers: &[(usize, usize)]) -> PathB
 
 /// A short clip made with FFmpeg: moving test pattern (odd size), 25 fps, a sine tone.
 pub fn video_clip(dir: &Path) -> PathBuf {
+    video_clip_lasting(dir, 1.44)
+}
+
+/// A clip of `seconds`; tests that interrupt a run need one long enough that a fast machine is
+/// still working on it when the signal comes.
+pub fn video_clip_lasting(dir: &Path, seconds: f32) -> PathBuf {
     let p = dir.join("clip.mp4");
     let ok = std::process::Command::new("ffmpeg")
         .args([
@@ -122,7 +128,7 @@ pub fn video_clip(dir: &Path) -> PathBuf {
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args([
             "-t",
-            "1.44",
+            &seconds.to_string(),
             "-c:v",
             "libx264",
             "-pix_fmt",

@@ -2,13 +2,17 @@
 //! odd extra pixel goes bottom/right), bias-free convs each followed by instance norm
 //! (ε = 1e-3), stride-2 conv-transposes, and a `tanh·150 + 127.5` output.
 
+use super::conv::Conv;
 use super::johnson::norm_or_stop;
-use super::layers::{zero_pad, Conv, InstanceNorm, NormCtx};
+use super::norm::{Flow, InstanceNorm, NormCtx};
+use crate::ops::pad::zero_pad;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 const EPS: f64 = 1e-3;
 pub const NORM_LAYERS: usize = 16;
+/// Input pixels per feature-map pixel at the input of each norm layer.
+pub const NORM_SCALES: [usize; NORM_LAYERS] = [1, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1, 1];
 
 /// TF 'SAME' padding for one dimension: (before, after).
 fn same_padding(n: usize, k: usize, stride: usize) -> (usize, usize) {
@@ -118,29 +122,29 @@ impl FstNet {
         })
     }
 
-    pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> Result<Option<Tensor>> {
+    pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> crate::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let y = self.conv1.forward(x)?;
-        let y = norm_or_stop!(ctx, 0, 1, y, self.in1, true);
+        let y = norm_or_stop!(ctx, 0, y, self.in1, true);
         let y = self.conv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 1, 2, y, self.in2, true);
+        let y = norm_or_stop!(ctx, 1, y, self.in2, true);
         let y = self.conv3.forward(&y)?;
-        let mut y = norm_or_stop!(ctx, 2, 4, y, self.in3, true);
+        let mut y = norm_or_stop!(ctx, 2, y, self.in3, true);
         for (i, r) in self.res.iter().enumerate() {
             let t = r.conv1.forward(&y)?;
-            let t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1, true);
+            let t = norm_or_stop!(ctx, 3 + 2 * i, t, r.in1, true);
             let t = r.conv2.forward(&t)?;
-            let t = norm_or_stop!(ctx, 4 + 2 * i, 4, t, r.in2, false);
+            let t = norm_or_stop!(ctx, 4 + 2 * i, t, r.in2, false);
             y = (y + t)?;
         }
         let y = self.deconv1.forward(&y)?;
-        let y = norm_or_stop!(ctx, 13, 2, y, self.in4, true);
+        let y = norm_or_stop!(ctx, 13, y, self.in4, true);
         let y = self.deconv2.forward(&y)?;
-        let y = norm_or_stop!(ctx, 14, 1, y, self.in5, true);
+        let y = norm_or_stop!(ctx, 14, y, self.in5, true);
         let y = self.deconv3.forward(&y)?;
-        let y = norm_or_stop!(ctx, 15, 1, y, self.in6, false);
+        let y = norm_or_stop!(ctx, 15, y, self.in6, false);
         let y = ((y.tanh()? * 150.0)? + 127.5)?;
-        Ok(Some(y.narrow(2, 0, h)?.narrow(3, 0, w)?))
+        Ok(y.narrow(2, 0, h)?.narrow(3, 0, w)?)
     }
 }
 

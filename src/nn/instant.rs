@@ -6,7 +6,7 @@
 //! style.
 
 use super::arbitrary::{ArbitraryNet, MIN_SIDE, SIDE_MULTIPLE, STYLE_DIM};
-use super::magenta_import;
+use crate::model::magenta_import;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::sync::{Arc, Mutex};
@@ -63,6 +63,22 @@ impl InstantNet {
             net: self.net.clone(),
             vector: Tensor::from_slice(vector, (1, STYLE_DIM), self.vector.device())?,
         })
+    }
+
+    /// The plain pass under the style network interface: the statistics are always the
+    /// image's own (instant styles are never tiled), but a cancel request is honoured.
+    pub fn forward_ctx(
+        &self,
+        x: &Tensor,
+        ctx: &mut crate::nn::norm::NormCtx,
+    ) -> crate::Result<Tensor> {
+        if ctx
+            .cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(crate::Error::Cancelled);
+        }
+        Ok(self.forward_rgb255(x)?)
     }
 
     /// `(N, 3, H, W)` RGB 0..255 of any size → the same, like the other style networks:

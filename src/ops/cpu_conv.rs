@@ -1,8 +1,8 @@
 //! A faster CPU convolution for inference.
 //!
 //! candle's CPU conv builds im2col tiles of 512 pixels and multiplies them one by one;
-//! for these networks (9×9 kernels, 128-channel 3×3 convs) that is 20–100× slower
-//! than the machine can go. Here a conv becomes a few large GEMMs (the `gemm` crate,
+//! for these networks (9×9 kernels, 128-channel 3×3 convs) that is far slower than the
+//! machine can go (`docs/benchmarks.md`, 2026-11-27). Here a conv becomes a few large GEMMs (the `gemm` crate,
 //! which dispatches to AVX2/AVX-512 at run time):
 //! - many input channels: one GEMM per kernel tap over a *shifted view* of the padded
 //!   input, with no im2col copy at all (the view's rows are channels, its columns are
@@ -250,6 +250,7 @@ fn conv_im2col(x: &[f32], weight: &[f32], out: &mut [f32], s: ConvShape) {
 struct SharedOut(*mut MaybeUninit<f32>);
 // SAFETY: each band writes only the output pixels of its own tiles.
 unsafe impl Send for SharedOut {}
+// SAFETY: as for Send: shared use never writes the same pixel from two bands.
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {

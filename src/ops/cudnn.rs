@@ -16,21 +16,18 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// Whether [`conv2d`] runs `x ⋆ w` on this build and device: cuDNN builds, CUDA, f32 (or f16
 /// outside autograd: half-precision inference, tensor cores with f32 accumulation), and not
-/// switched off with `ATELIER_CUDNN=0` (for comparisons with candle's own conv).
+/// switched off by [`Tuning::cudnn`](crate::tuning::Tuning::cudnn) (for comparisons with candle's own conv).
 pub fn available(x: &Tensor, w: &Tensor) -> bool {
     let dtypes_ok = match (x.dtype(), w.dtype()) {
         (DType::F32, DType::F32) => true,
         (DType::F16, DType::F16) => !x.track_op() && !w.track_op(),
-        // bf16: the loss network in mixed-precision training (forward and backward).
-        (DType::BF16, DType::BF16) => true,
         _ => false,
     };
-    cfg!(feature = "cudnn") && x.device().is_cuda() && dtypes_ok && enabled_by_env()
+    cfg!(feature = "cudnn") && x.device().is_cuda() && dtypes_ok && enabled()
 }
 
-fn enabled_by_env() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ATELIER_CUDNN").map_or(true, |v| v != "0"))
+fn enabled() -> bool {
+    crate::tuning::current().cudnn
 }
 
 /// Convolution of `x` `(N, C, H, W)` with `w` `(O, C, K, K)`, zero padding `pad` on each
@@ -75,9 +72,10 @@ pub fn conv2d_input_grad(
 
 /// The unpadded conv `x ⋆ w` for inference, run as one cuDNN call per band of at most `rows`
 /// output rows. Each band writes its rows of the one output tensor in place through a strided
-/// descriptor, and reads a copy of its input rows made by a row kernel (see `band_mode` for
-/// why): cutting bands out with candle's `narrow` + `contiguous` and joining the results with
-/// `cat` took 13 of the 39 ms of kernels of a 3840×2160 pass (H200, f16).
+/// descriptor, and reads a copy of its input rows made by a row kernel (see
+/// `ffi::forward_in_bands` for why): cutting bands out with candle's `narrow` + `contiguous`
+/// (a generic strided copy) and joining the results with `cat` was a third of a 4K pass's
+/// kernel time (`docs/benchmarks.md`, stop 11).
 pub fn conv2d_in_bands(x: &Tensor, w: &Tensor, stride: usize, rows: usize) -> Result<Tensor> {
     if x.track_op() || w.track_op() {
         candle_core::bail!("conv2d_in_bands is for inference only");
@@ -184,10 +182,10 @@ impl CustomOp2 for Conv {
         ];
         let out = match self.band_rows {
             Some(rows) if rows < y[2] => {
-                cudnn::forward_in_bands(dims4(l1)?, wdims, self.p, rows, (s1, l1), (s2, l2))?
+                ffi::forward_in_bands(dims4(l1)?, wdims, self.p, rows, (s1, l1), (s2, l2))?
             }
-            _ => cudnn::run(
-                cudnn::Pass::Forward,
+            _ => ffi::run(
+                ffi::Pass::Forward,
                 dims4(l1)?,
                 wdims,
                 self.p,
@@ -283,8 +281,8 @@ impl CustomOp2 for ConvBwdData {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let out = cudnn::run(
-            cudnn::Pass::BackwardData,
+        let out = ffi::run(
+            ffi::Pass::BackwardData,
             self.x,
             dims4(l2)?,
             self.p,
@@ -343,8 +341,8 @@ impl CustomOp2 for ConvBwdFilter {
         let [_, c, _, _] = dims4(l1)?;
         let [_, o, _, _] = dims4(l2)?;
         let w = [o, c, self.k.0, self.k.1];
-        let out = cudnn::run(
-            cudnn::Pass::BackwardFilter,
+        let out = ffi::run(
+            ffi::Pass::BackwardFilter,
             dims4(l1)?,
             w,
             self.p,
@@ -367,7 +365,7 @@ fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 }
 
 #[cfg(all(feature = "cuda", not(feature = "cudnn")))]
-mod cudnn {
+mod ffi {
     //! Without cuDNN the op is never chosen ([`super::available`] is false).
     use candle_core::{CudaStorage, Layout, Result};
 
@@ -401,14 +399,14 @@ mod cudnn {
 }
 
 #[cfg(feature = "cudnn")]
-mod cudnn {
+mod ffi {
     //! Plans (descriptors + the algorithm cuDNN measured fastest) cached per thread and shape.
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::cudnn::sys;
     use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr};
     use candle_core::cuda_backend::{CudaDType, CudaDevice, DeviceId};
     use candle_core::{CudaStorage, DType, Layout, Result};
-    use half::{bf16, f16};
+    use half::f16;
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::ffi::c_void;
@@ -438,8 +436,6 @@ mod cudnn {
         F32,
         /// Half-precision inference.
         F16,
-        /// The loss network in mixed-precision training.
-        BF16,
     }
 
     impl Io {
@@ -447,7 +443,6 @@ mod cudnn {
             match (a, b) {
                 (DType::F32, DType::F32) => Ok(Self::F32),
                 (DType::F16, DType::F16) => Ok(Self::F16),
-                (DType::BF16, DType::BF16) => Ok(Self::BF16),
                 (a, b) => {
                     candle_core::bail!("atelier-conv2d: no cuDNN conv for {a:?} with {b:?}")
                 }
@@ -480,6 +475,7 @@ mod cudnn {
 
     impl Drop for Plan {
         fn drop(&mut self) {
+            // SAFETY: the descriptors were created in `make_plan` and are destroyed once, here.
             unsafe {
                 sys::cudnnDestroyTensorDescriptor(self.x);
                 sys::cudnnDestroyTensorDescriptor(self.y);
@@ -493,6 +489,8 @@ mod cudnn {
 
     impl Drop for Handle {
         fn drop(&mut self) {
+            // SAFETY: the handle was created by `cudnnCreate` in `handle` and is destroyed once,
+            // here.
             unsafe {
                 sys::cudnnDestroy(self.0);
             }
@@ -525,6 +523,8 @@ mod cudnn {
                 .bind_to_thread()
                 .map_err(candle_core::Error::wrap)?;
             let mut raw = std::ptr::null_mut();
+            // SAFETY: `raw` is a valid out-pointer; the stream belongs to the context just bound to
+            // this thread and outlives the handle (candle keeps its device alive).
             unsafe {
                 check(sys::cudnnCreate(&mut raw), "create")?;
                 check(
@@ -537,8 +537,10 @@ mod cudnn {
         })
     }
 
-    /// TF32 tensor cores for f32 convs, as PyTorch allows by default; `ATELIER_TF32=0` turns
-    /// them off (full f32 FMA math, for exact comparisons).
+    /// TF32 tensor cores for f32 convs, as PyTorch allows by default; [`Tuning::tf32`] off
+    /// turns them off (full f32 FMA math, for exact comparisons).
+    ///
+    /// [`Tuning::tf32`]: crate::tuning::Tuning::tf32
     fn math_type() -> sys::cudnnMathType_t {
         if crate::device::tf32_enabled() {
             sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
@@ -577,7 +579,6 @@ mod cudnn {
         let io = match key.io {
             Io::F32 => F32,
             Io::F16 => F16,
-            Io::BF16 => sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16,
         };
         let [n, c, hh, ww] = i32s(key.x);
         let [o, _, kh, kw] = i32s(key.w);
@@ -596,6 +597,8 @@ mod cudnn {
             ),
             workspace: 0,
         };
+        // SAFETY: each create call gets a valid out-pointer into `plan`, and each set call a
+        // descriptor just created, with dimensions and strides that describe the operands.
         unsafe {
             check(sys::cudnnCreateTensorDescriptor(&mut plan.x), "descriptor")?;
             check(sys::cudnnCreateTensorDescriptor(&mut plan.y), "descriptor")?;
@@ -670,10 +673,14 @@ mod cudnn {
         let limit = key.workspace_limit();
         // Benchmark every algorithm; keep the fastest whose workspace fits. Twice: CUDA loads
         // kernels lazily, so in the first search each candidate's first launch pays for loading
-        // its module, which made the search pick cuDNN's generic kernels over tensor-core ones
-        // 25× faster (seen on the H100, differently from one process to the next).
+        // its module, which made the search pick cuDNN's generic kernels over far faster
+        // tensor-core ones, differently from one process to the next.
         const SEARCHES: usize = 2;
         let mut count = 0;
+        // SAFETY: the perf arrays are plain C structs for which all-zero bytes are valid; the
+        // search gets descriptors of `plan`, operand pointers that the caller keeps valid
+        // (`with_operands` holds their guards) and a workspace of `limit` bytes whose guard `_gw`
+        // lives to the end of the forward arm.
         let (algo, workspace, math) = unsafe {
             match key.pass {
                 Pass::Forward => {
@@ -760,6 +767,7 @@ mod cudnn {
                 }
             }
         };
+        // SAFETY: `plan.conv` is a live descriptor created above.
         unsafe {
             // The measured algorithm may need the math type it was measured with.
             check(
@@ -767,7 +775,7 @@ mod cudnn {
                 "math type",
             )?;
         }
-        if std::env::var_os("ATELIER_CUDNN_LOG").is_some() {
+        if crate::tuning::current().cudnn_log {
             eprintln!(
                 "cudnn {:?} x{:?} w{:?} {:?}: {algo:?} {math:?}, workspace {workspace} B",
                 key.pass, key.x, key.w, key.p
@@ -823,7 +831,6 @@ mod cudnn {
         match io {
             Io::F32 => run_typed::<f32>(&dev, h, &key, (s1, l1), (s2, l2), out_len),
             Io::F16 => run_typed::<f16>(&dev, h, &key, (s1, l1), (s2, l2), out_len),
-            Io::BF16 => run_typed::<bf16>(&dev, h, &key, (s1, l1), (s2, l2), out_len),
         }
     }
 
@@ -856,6 +863,8 @@ mod cudnn {
     ) -> Result<CudaStorage> {
         let a = s1.as_cuda_slice::<T>()?.slice(l1.start_offset()..);
         let b = s2.as_cuda_slice::<T>()?.slice(l2.start_offset()..);
+        // SAFETY: uninitialised device memory that cuDNN writes in full (beta = 0) before it is
+        // read.
         let mut out = unsafe { dev.alloc::<T>(out_len)? };
         let stream = dev.cuda_stream();
         let (pa, _ga) = a.device_ptr(&stream);
@@ -867,7 +876,8 @@ mod cudnn {
     }
 
     /// Forward conv of `x` (no padding) in bands of at most `rows` output rows, each band
-    /// written to its rows of the one output tensor (its input rows as `band_mode` says).
+    /// written in place to its rows of the one output tensor, its input rows copied out first
+    /// (reading them in place made cuDNN's own layout transposes slow: `docs/benchmarks.md`).
     pub fn forward_in_bands(
         x: [usize; 4],
         w: [usize; 4],
@@ -885,7 +895,6 @@ mod cudnn {
         match Io::of(s1.dtype(), s2.dtype())? {
             Io::F32 => bands_typed::<f32>(&dev, h, Io::F32, x, w, p, rows, a, b),
             Io::F16 => bands_typed::<f16>(&dev, h, Io::F16, x, w, p, rows, a, b),
-            Io::BF16 => bands_typed::<bf16>(&dev, h, Io::BF16, x, w, p, rows, a, b),
         }
     }
 
@@ -905,7 +914,6 @@ mod cudnn {
         let (k, stride) = (w[2], p.stride);
         let (oh, ow) = (p.out(xh, w[2]), p.out(xw, w[3]));
         let size = std::mem::size_of::<T>() as u64;
-        let (x_strided, y_strided) = band_mode();
         let stream = dev.cuda_stream();
         with_operands::<T>(dev, a, b, n * w[0] * oh * ow, |pa, pb, po| {
             let mut y0 = 0;
@@ -913,6 +921,8 @@ mod cudnn {
                 let y1 = (y0 + rows.max(1)).min(oh);
                 let in0 = y0 * stride;
                 let in_rows = (y1 - 1) * stride + k - in0;
+                // The input band is copied into a packed buffer; the output band is written in
+                // place, through a descriptor with the whole output's strides (`parent`).
                 let key = Key {
                     device: dev.id(),
                     io,
@@ -920,82 +930,41 @@ mod cudnn {
                     x: [n, c, in_rows, xw],
                     w,
                     p,
-                    parent: (x_strided.then_some(xh), y_strided.then_some(oh)),
+                    parent: (None, Some(oh)),
                 };
-                // Packed sides go through buffers of the band's size and a row copy.
-                let mut x_buf = None;
-                let pa_band = if x_strided {
-                    pa + (in0 * xw) as u64 * size
-                } else {
-                    let mut b = unsafe { dev.alloc::<T>(n * c * in_rows * xw)? };
-                    let (pb_, _g) = b.device_ptr_mut(&stream);
-                    unsafe {
-                        crate::model::cuda_ops::gpu::copy_rows_raw(
-                            dev,
-                            io != Io::F32,
-                            (pa, pb_),
-                            n * c,
-                            xw,
-                            in_rows,
-                            (xh, in0),
-                            (in_rows, 0),
-                        )?;
-                    }
-                    drop(_g);
-                    x_buf = Some(b);
-                    pb_
-                };
-                let mut y_buf = None;
-                let po_band = if y_strided {
-                    po + (y0 * ow) as u64 * size
-                } else {
-                    let mut b = unsafe { dev.alloc::<T>(n * w[0] * (y1 - y0) * ow)? };
-                    let (p_, _g) = b.device_ptr_mut(&stream);
-                    drop(_g);
-                    y_buf = Some(b);
-                    p_
-                };
+                // SAFETY: every element is written by the row copy below before cuDNN reads it.
+                let mut x_buf = unsafe { dev.alloc::<T>(n * c * in_rows * xw)? };
+                // The guard keeps the buffer's address valid (and its stream use recorded) until
+                // cuDNN has been queued on it.
+                let (pa_band, x_guard) = x_buf.device_ptr_mut(&stream);
+                // SAFETY: `pa` holds the whole input (`n·c` planes of `xh` rows of `xw`) and
+                // `pa_band` `n·c` planes of `in_rows` rows, both of `T` (f16 when `io` is not
+                // F32), live until the queued copy has run: `pa` for the whole closure, the band
+                // until `x_buf` is freed, stream-ordered, after the conv.
+                unsafe {
+                    crate::ops::cuda::pad::gpu::copy_rows_raw(
+                        dev,
+                        io != Io::F32,
+                        (pa, pa_band),
+                        n * c,
+                        xw,
+                        in_rows,
+                        (xh, in0),
+                        (in_rows, 0),
+                    )?;
+                }
                 let ptrs = Ptrs {
                     a: pa_band as *const c_void,
                     b: pb as *const c_void,
-                    out: po_band as *mut c_void,
+                    out: (po + (y0 * ow) as u64 * size) as *mut c_void,
                 };
                 execute(dev, h, &key, ptrs)?;
-                if !y_strided {
-                    unsafe {
-                        crate::model::cuda_ops::gpu::copy_rows_raw(
-                            dev,
-                            io != Io::F32,
-                            (po_band, po),
-                            n * w[0],
-                            ow,
-                            y1 - y0,
-                            (y1 - y0, 0),
-                            (oh, y0),
-                        )?;
-                    }
-                }
-                // Stream-ordered: the buffers are freed after the work queued on them.
-                drop((x_buf, y_buf));
+                // Stream-ordered: the buffer is freed after the work queued on it.
+                drop(x_guard);
+                drop(x_buf);
                 y0 = y1;
             }
             Ok(())
-        })
-    }
-
-    /// Which sides of a banded conv cuDNN reads or writes in place through strided descriptors.
-    /// Default: the output only. Bands of the input read in place made cuDNN's own NCHW → NHWC
-    /// transposes slow (3840×2160 f16 on an H200: 71–73 ms a pass, against 29 ms with the input
-    /// band copied out first); the output written in place is as fast as a copy-free path
-    /// should be (28.6 against 29.1 ms with a copy). `ATELIER_BAND_MODE` = `strided`, `x`, `y`
-    /// or `copy` picks another, for such comparisons.
-    fn band_mode() -> (bool, bool) {
-        static MODE: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
-        *MODE.get_or_init(|| match std::env::var("ATELIER_BAND_MODE").as_deref() {
-            Ok("strided") => (true, true),
-            Ok("x") => (true, false),
-            Ok("copy") => (false, false),
-            _ => (false, true),
         })
     }
 
@@ -1010,6 +979,7 @@ mod cudnn {
                     e.insert(make_plan(dev, h, key, ptrs)?)
                 }
             };
+            // SAFETY: scratch memory that cuDNN only uses during the call.
             let mut ws = unsafe { dev.alloc::<u8>(plan.workspace.max(1))? };
             let (pw, _gw) = ws.device_ptr_mut(&stream);
             // Scaling factors are f32 for f32 and for f16 data alike (cuDNN's rule).
@@ -1022,6 +992,9 @@ mod cudnn {
                 out: po,
             } = ptrs;
             let pw = pw as *mut c_void;
+            // SAFETY: `plan`'s descriptors describe the operands; `ptrs` are device addresses the
+            // caller keeps valid for the call (their guards are held by `with_operands` or the band
+            // loop) and `pw` is the workspace of `plan.workspace` bytes, whose guard `_gw` is alive.
             let status = unsafe {
                 match plan.algo {
                     Algo::Fwd(algo) => sys::cudnnConvolutionForward(
@@ -1079,7 +1052,7 @@ mod cudnn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::max_abs_diff;
+    use crate::ops::max_abs_diff;
     use candle_core::{Device, Var};
 
     /// The op's forward pass and both gradients equal candle's conv2d on the CPU.

@@ -3,10 +3,10 @@
 //! affine instance norm (ε = 1e-5), RGB 0..255 in and out. Parameter names match the
 //! PyTorch `state_dict`, so imported checkpoints load without renaming.
 
-use super::conv_rewrite::FastConv;
-use super::layers::{
-    extend_to_min, reflect_pad, upsample2_reflect_pad, Conv, InstanceNorm, NormCtx,
-};
+use super::conv::Conv;
+use super::norm::{Flow, InstanceNorm, NormCtx};
+use crate::ops::conv_rewrite::FastConv;
+use crate::ops::pad::{extend_to_min, reflect_pad, upsample2_reflect_pad};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -14,12 +14,14 @@ const EPS: f64 = 1e-5;
 /// Reflection padding of the 9×9 convs needs at least 5 rows and columns.
 const MIN_SIDE: usize = 5;
 pub const NORM_LAYERS: usize = 15;
+/// Input pixels per feature-map pixel at the input of each norm layer.
+pub const NORM_SCALES: [usize; NORM_LAYERS] = [1, 2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1];
 
-/// Whether the 3-channel input conv takes the twice-blocked form (`ATELIER_INPUT_BLOCKED=0`
-/// keeps cuDNN's direct form, for comparisons).
+/// Whether the 3-channel input conv takes the twice-blocked form
+/// ([`Tuning::input_blocked`](crate::tuning::Tuning::input_blocked) off keeps cuDNN's direct
+/// form, for comparisons).
 fn input_blocked() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ATELIER_INPUT_BLOCKED").map_or(true, |v| v != "0"))
+    crate::tuning::current().input_blocked
 }
 
 #[derive(Debug, Clone)]
@@ -42,8 +44,8 @@ impl ConvLayer {
     ) -> Result<Self> {
         let conv = Conv::new(&vb.pp("conv2d"), c_in, c_out, k, stride, true)?;
         let pad = k / 2;
-        // Which rewrites pay was measured (H100, cuDNN 9.19, f16; see conv_rewrite.rs): not
-        // the 3-channel input conv, and the stride-2 one only for the 32-channel layer.
+        // Which rewrites pay was measured (see conv_rewrite.rs): the stride-2 one only for the
+        // 32-channel layer.
         let fast = match (FastConv::applies(&conv.weight), up, k, stride) {
             (true, true, 3, 1) => Some(FastConv::subpixel(&conv.weight)?),
             (true, false, 3, 2) if c_in <= 32 => Some(FastConv::strided(&conv.weight)?),
@@ -126,11 +128,12 @@ pub struct JohnsonNet {
     deconv3: ConvLayer,
 }
 
+/// The norm's output, or the end of the pass with what the context asked for.
 macro_rules! norm_or_stop {
-    ($ctx:expr, $i:expr, $scale:expr, $x:expr, $layer:expr, $relu:expr) => {
-        match $ctx.norm($i, $scale, &$x, &$layer, $relu)? {
-            Some(y) => y,
-            None => return Ok(None),
+    ($ctx:expr, $i:expr, $x:expr, $layer:expr, $relu:expr) => {
+        match $ctx.norm($i, $x, &$layer, $relu)? {
+            Flow::Next(y) => y,
+            Flow::Stop(y) => return Ok(y),
         }
     };
 }
@@ -170,36 +173,36 @@ impl JohnsonNet {
         &self.conv1.conv.weight
     }
 
-    /// Runs the network; `None` when the context stopped the pass early.
+    /// Runs the network with its norms steered by `ctx` (see [`NormCtx`]).
     ///
     /// Computes in the parameters' dtype (f16 for half-precision inference) and returns f32.
     /// Each activation is dropped as soon as the next exists, so the peak is about two
     /// activations rather than all of them (at 3840×2160 that is what keeps inference
     /// within about 2 GB).
-    pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> Result<Option<Tensor>> {
+    pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> crate::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let mut y = extend_to_min(&x.to_dtype(self.in1.weight.dtype())?, MIN_SIDE)?;
         y = self.conv1.forward_before_norm(&y)?;
-        y = norm_or_stop!(ctx, 0, 1, y, self.in1, true);
+        y = norm_or_stop!(ctx, 0, y, self.in1, true);
         y = self.conv2.forward_before_norm(&y)?;
-        y = norm_or_stop!(ctx, 1, 2, y, self.in2, true);
+        y = norm_or_stop!(ctx, 1, y, self.in2, true);
         y = self.conv3.forward_before_norm(&y)?;
-        y = norm_or_stop!(ctx, 2, 4, y, self.in3, true);
+        y = norm_or_stop!(ctx, 2, y, self.in3, true);
         for (i, r) in self.res.iter().enumerate() {
             let mut t = r.conv1.forward_before_norm(&y)?;
-            t = norm_or_stop!(ctx, 3 + 2 * i, 4, t, r.in1, true);
+            t = norm_or_stop!(ctx, 3 + 2 * i, t, r.in1, true);
             t = r.conv2.forward_before_norm(&t)?;
-            y = match ctx.norm_add(4 + 2 * i, 4, &t, &r.in2, &y)? {
-                Some(sum) => sum,
-                None => return Ok(None),
+            y = match ctx.norm_add(4 + 2 * i, t, &r.in2, &y)? {
+                Flow::Next(sum) => sum,
+                Flow::Stop(t) => return Ok(t),
             };
         }
         y = self.deconv1.forward_before_norm(&y)?;
-        y = norm_or_stop!(ctx, 13, 2, y, self.in4, true);
+        y = norm_or_stop!(ctx, 13, y, self.in4, true);
         y = self.deconv2.forward_before_norm(&y)?;
-        y = norm_or_stop!(ctx, 14, 1, y, self.in5, true);
+        y = norm_or_stop!(ctx, 14, y, self.in5, true);
         y = self.deconv3.forward_output(&y)?;
         // Two stride-2 convs then two ×2 upsamplings round odd sizes up: crop back.
-        Ok(Some(y.narrow(2, 0, h)?.narrow(3, 0, w)?))
+        Ok(y.narrow(2, 0, h)?.narrow(3, 0, w)?)
     }
 }

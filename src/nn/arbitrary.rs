@@ -5,9 +5,10 @@
 //! style at once.
 //!
 //! Parameter names are the TensorFlow scopes of the graph with `/` as `.`, so the importer
-//! ([`super::magenta_import`]) needs no renaming table.
+//! ([`crate::model::magenta_import`]) needs no renaming table.
 
-use super::layers::{reflect_pad, upsample2_reflect_pad, Conv};
+use super::conv::Conv;
+use crate::ops::pad::{reflect_pad, upsample2_reflect_pad};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 

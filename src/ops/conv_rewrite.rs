@@ -6,10 +6,8 @@
 //! per output pixel parity), then a depth-to-space copy. Nearest upsampling makes each
 //! parity see only two distinct rows and columns, so its kernel is the 3×3 kernel with taps
 //! summed; and reflecting an upsampled image by one pixel repeats its border, which is edge
-//! padding at low resolution. Same result, no 4×-sized upsampled buffer (at 4K that buffer
-//! alone was 1 GB in f16), and the conv runs at a quarter of the pixels with 4× the
-//! channels, which tensor cores like far better (H100, f16, 3840×2160: the two layers went
-//! from 22.8 and 44.6 ms to 12.3 and 13.6 ms).
+//! padding at low resolution. Same result, no 4×-sized upsampled buffer, and the conv runs at
+//! a quarter of the pixels with 4× the channels, which tensor cores run far better.
 //!
 //! The stride-2 downsampling convs (reflection pad 1, 3×3 at stride 2) become a 2×2 conv at
 //! stride 1 over the padded input rearranged space-to-depth (4× the channels, half the size):
@@ -19,19 +17,18 @@
 //! The 9×9 convs at full resolution (3 → 32 channels in, 32 → 3 out) become 5×5 convs at half
 //! resolution between space-to-depth and depth-to-space: 4× the channels on both sides (12 →
 //! 128 and 128 → 12), which the tensor cores take, where cuDNN ran the 3-channel forms on its
-//! generic path (0.78 ms each at 1024² on an H100).
+//! generic path.
 //!
 //! The 3-channel 9×9 input conv is blocked twice: space to depth two times (48 channels at a
 //! quarter of the size), a 3×3 conv to 512 channels, depth to space two times. Blocked once it
-//! still had too few channels for the tensor cores; twice it does (H200, f16: 4.46 → 4.25 ms a
-//! pass at 1024², 27.9 → 26.1 ms at 3840×2160).
+//! still had too few channels for the tensor cores; twice it does.
 //!
-//! Tried and dropped, each measured on the H100: zero-padding the 3-channel ends to 8 channels
-//! (the input conv twice as slow, the output conv unchanged); the once-blocked form for the
-//! 9×9 input conv (12 channels, also zero-padded to 16: still cuDNN's generic kernel, 0.95
-//! against 0.78 ms); the stride-2 form for the 64-channel downsampling conv (not faster).
+//! What each rewrite gained, and the forms tried and dropped (zero-padding the 3-channel ends,
+//! the once-blocked input conv, the stride-2 form for the 64-channel conv), are measured in
+//! `docs/benchmarks.md` (stops 10 and 11).
 
-use super::layers::{conv2d_banded, depth_to_space2, edge_pad, reflect_pad_space_to_depth2};
+use super::conv::conv2d_banded;
+use super::pad::{depth_to_space2, edge_pad, reflect_pad_space_to_depth2};
 use candle_core::{DType, Device, Result, Tensor};
 
 /// A conv (with its padding) replaced by an equivalent that runs faster on CUDA.
@@ -55,12 +52,13 @@ pub enum FastConv {
 
 impl FastConv {
     /// Whether rewrites apply to a conv whose weights are `w`: CUDA builds with cuDNN, plain
-    /// tensors (inference; training keeps the original graph), and not switched off with
-    /// `ATELIER_REWRITE=0`.
+    /// tensors (inference; training keeps the original graph), and
+    /// [`Tuning::conv_rewrites`](crate::tuning::Tuning::conv_rewrites).
     pub fn applies(w: &Tensor) -> bool {
-        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let on = *ON.get_or_init(|| std::env::var("ATELIER_REWRITE").map_or(true, |v| v != "0"));
-        cfg!(feature = "cudnn") && w.device().is_cuda() && !w.track_op() && on
+        cfg!(feature = "cudnn")
+            && w.device().is_cuda()
+            && !w.track_op()
+            && crate::tuning::current().conv_rewrites
     }
 
     pub fn subpixel(w: &Tensor) -> Result<Self> {
@@ -117,18 +115,17 @@ impl FastConv {
 impl FastConv {
     /// The blocked form as the network's last layer in half precision on CUDA: its final
     /// depth to space also crops, adds `bias` and converts to f32, in one pass over the image
-    /// (a separate bias add and conversion took 0.54 ms at 3840×2160 on an H200). `None`
-    /// where that does not apply.
+    /// (a separate bias add was a generic broadcast kernel). `None` where that does not apply.
     pub fn forward_output(&self, x: &Tensor, bias: &Tensor) -> Result<Option<Tensor>> {
         let Self::Blocked(k, pad) = self else {
             return Ok(None);
         };
-        if x.dtype() != DType::F16 || !super::cuda_ops::available_for_inference(x) {
+        if x.dtype() != DType::F16 || !super::cuda::available_for_inference(x) {
             return Ok(None);
         }
         let (_, _, h, w) = x.dims4()?;
         let y = blocked_conv(x, k, *pad)?;
-        super::cuda_ops::depth_to_space2_out(&y, bias, h, w).map(Some)
+        super::cuda::depth_to_space2_out(&y, bias, h, w).map(Some)
     }
 }
 
@@ -259,7 +256,8 @@ pub fn blocked_weights(w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::{max_abs_diff, upsample2_reflect_pad};
+    use crate::ops::max_abs_diff;
+    use crate::ops::pad::upsample2_reflect_pad;
 
     fn plain_conv(x: &Tensor, w: &Tensor) -> Tensor {
         x.conv2d(w, 0, 1, 1, 1).unwrap()
@@ -285,7 +283,7 @@ mod tests {
     /// The space-to-depth form computes the stride-2 conv exactly, at odd and even sizes.
     #[test]
     fn strided_rewrite_equals_pad_and_stride_two_conv() {
-        use crate::model::layers::reflect_pad;
+        use crate::ops::pad::reflect_pad;
         let d = Device::Cpu;
         for (h, w) in [(8, 8), (7, 9), (2, 3), (5, 2)] {
             let x = Tensor::randn(0f32, 1., (2, 3, h, w), &d).unwrap();
@@ -302,7 +300,7 @@ mod tests {
     /// The blocked form computes the 9×9 conv exactly, at odd and even sizes.
     #[test]
     fn blocked_rewrite_equals_pad_and_conv() {
-        use crate::model::layers::reflect_pad;
+        use crate::ops::pad::reflect_pad;
         let d = Device::Cpu;
         for (h, w, c_in, c_out) in [(10, 12, 3, 4), (9, 7, 2, 3), (5, 6, 3, 2)] {
             let x = Tensor::randn(0f32, 1., (1, c_in, h, w), &d).unwrap();
@@ -320,7 +318,7 @@ mod tests {
     /// Through the public form, including the zero channels added to a 3-channel input.
     #[test]
     fn fast_convs_match_the_layers_they_replace() {
-        use crate::model::layers::reflect_pad;
+        use crate::ops::pad::reflect_pad;
         let d = Device::Cpu;
         let x = Tensor::randn(0f32, 1., (1, 3, 11, 8), &d).unwrap();
         let k9 = Tensor::randn(0f32, 1., (5, 3, 9, 9), &d).unwrap();
