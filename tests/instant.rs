@@ -342,3 +342,36 @@ fn a_painting_imported_as_a_style_restyles_like_the_painting_itself() {
     .concat());
     assert_eq!(load_png(&by_name), load_png(&by_image));
 }
+
+#[test]
+fn a_large_photo_is_tiled_without_seams() {
+    use atelier::stylize::{Stylizer, Tiling};
+    let tmp = tempfile::tempdir().unwrap();
+    let painting = tmp.path().join("p.png");
+    RgbImage::from_fn(160, 120, |x, y| {
+        image::Rgb([(x * 3 % 256) as u8, (y * 5 % 256) as u8, 200])
+    })
+    .save(&painting)
+    .unwrap();
+    let model = atelier::stylize::instant::style_from_painting(&painting, "p").unwrap();
+    let stylizer = Stylizer::new(&model, &Device::Cpu).unwrap();
+    let photo = common::photo(420, 301);
+    let whole = stylizer
+        .stylize_raw(&photo, Tiling::Off, &mut Hooks::default())
+        .unwrap();
+    let mut reports = 0;
+    let mut progress = |_: usize, _: usize| reports += 1;
+    let mut hooks = Hooks {
+        progress: Some(&mut progress),
+        ..Default::default()
+    };
+    let tiled = stylizer
+        .stylize_raw(&photo, Tiling::Core(128), &mut hooks)
+        .unwrap();
+    assert!(
+        reports > 4,
+        "the tiled pass reported progress {reports} times"
+    );
+    let p = common::psnr(&whole, &tiled);
+    assert!(p >= 40.0, "tiled vs whole: {p:.1} dB");
+}

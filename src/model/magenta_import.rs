@@ -3,8 +3,8 @@
 //! checked against the network code's own parameter list; and that file back into a
 //! ready-to-run [`ArbitraryNet`].
 
-use crate::nn::arbitrary::{param_specs, ArbitraryNet};
 use super::onnx::OnnxGraph;
+use crate::nn::arbitrary::{param_specs, ArbitraryNet};
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;

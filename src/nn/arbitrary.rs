@@ -8,6 +8,7 @@
 //! ([`crate::model::magenta_import`]) needs no renaming table.
 
 use super::conv::Conv;
+use super::norm::{Flow, InstanceNorm, NormCtx};
 use crate::ops::pad::{reflect_pad, upsample2_reflect_pad};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
@@ -294,29 +295,18 @@ impl ConditionalNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor, style: &Tensor, eps: f64) -> Result<Tensor> {
-        let (n, c, _, _) = x.dims4()?;
-        let gamma = self.gamma.forward(style)?.reshape((n, c, 1, 1))?;
-        let beta = self.beta.forward(style)?.reshape((n, c, 1, 1))?;
-        // Statistics in f32 over the whole image: the 1e-5 epsilon is below f16's resolution.
-        let xf = x.to_dtype(DType::F32)?;
-        let flat = xf.flatten_from(2)?;
-        let mean = flat.mean_keepdim(D::Minus1)?;
-        let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(D::Minus1)?;
-        let mean = mean.unsqueeze(D::Minus1)?;
-        let scale = (var.unsqueeze(D::Minus1)? + eps)?
-            .sqrt()?
-            .recip()?
-            .broadcast_mul(&gamma)?;
-        let shift = (beta - mean.broadcast_mul(&scale)?)?;
-        xf.broadcast_mul(&scale)?
-            .broadcast_add(&shift)?
-            .to_dtype(x.dtype())
+    /// The plain instance norm this layer is under one style vector `(1, 100)`: computed once
+    /// per style, so every pass (whole, tiled, video) normalises through the shared
+    /// [`NormCtx`] machinery.
+    fn for_style(&self, style: &Tensor, eps: f64) -> Result<InstanceNorm> {
+        let gamma = self.gamma.forward(style)?.flatten_all()?;
+        let beta = self.beta.forward(style)?.flatten_all()?;
+        InstanceNorm::from_tensors(gamma, beta, eps)
     }
 }
 
 /// A reflect-padded conv, optionally after a nearest ×2 upsampling, with an optional
-/// conditional norm.
+/// conditional norm after it.
 #[derive(Debug, Clone)]
 struct TransformerConv {
     conv: Conv,
@@ -346,19 +336,20 @@ impl TransformerConv {
         })
     }
 
-    fn forward(&self, x: &Tensor, style: &Tensor, eps: f64) -> Result<Tensor> {
+    /// The conv alone; its norm (if any) is applied by the pass's [`NormCtx`].
+    fn conv(&self, x: &Tensor) -> Result<Tensor> {
         let padded = if self.upsample {
             upsample2_reflect_pad(x, self.pad)?
         } else {
             reflect_pad(x, self.pad)?
         };
-        let y = self.conv.forward(&padded)?;
-        match &self.norm {
-            Some(n) => n.forward(&y, style, eps),
-            None => Ok(y),
-        }
+        self.conv.forward(&padded)
     }
 }
+
+/// Input pixels per feature-map pixel at the input of each conditional norm: ten in the
+/// residual blocks at a quarter of the size, then half size, then full size twice.
+pub const NORM_SCALES: [usize; 13] = [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 1, 1];
 
 /// Photo + style vector → stylised photo. Three convs down (8, 16, 32 channels) with plain
 /// biases, five residual blocks and three convs up under conditional instance norms, sigmoid.
@@ -432,36 +423,83 @@ impl StyleTransformer {
         })
     }
 
-    /// `(N, 3, H, W)` RGB 0..1 with H and W multiples of 4, and `(N, 100)` style vectors →
-    /// `(N, 3, H, W)` RGB 0..1.
-    pub fn forward(&self, x: &Tensor, style: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        if c != 3 || h % SIDE_MULTIPLE != 0 || w % SIDE_MULTIPLE != 0 || h.min(w) < MIN_SIDE {
-            candle_core::bail!(
-                "the style transformer takes (N, 3, H, W) with H and W multiples of {SIDE_MULTIPLE} and at least {MIN_SIDE}, not {:?}",
-                x.dims()
-            );
-        }
-        if style.dims() != [n, STYLE_DIM] {
-            candle_core::bail!(
-                "one {STYLE_DIM}-value style vector per image expected, got {:?}",
-                style.dims()
-            );
+    /// The thirteen instance norms under one style vector `(1, 100)`, in pass order.
+    pub fn norms_for(&self, style: &Tensor) -> Result<Vec<InstanceNorm>> {
+        if style.dims() != [1, STYLE_DIM] {
+            candle_core::bail!("a style vector is (1, {STYLE_DIM}), not {:?}", style.dims());
         }
         let style = style.to_dtype(DType::F32)?;
-        let eps = self.eps;
+        self.residual
+            .iter()
+            .flatten()
+            .chain(&self.expand)
+            .map(|l| {
+                l.norm
+                    .as_ref()
+                    .expect("residual and expand layers have norms")
+                    .for_style(&style, self.eps)
+            })
+            .collect()
+    }
+
+    /// `(N, 3, H, W)` RGB 0..1 with H and W multiples of 4 → RGB 0..1, every image under the
+    /// same style vector `(1, 100)`.
+    pub fn forward(&self, x: &Tensor, style: &Tensor) -> Result<Tensor> {
+        let norms = self.norms_for(style)?;
+        match self.forward_ctx(x, &norms, &mut NormCtx::default()) {
+            Ok(Flow::Next(y)) => Ok(y),
+            Ok(Flow::Stop(_)) => unreachable!("a plain pass never stops early"),
+            Err(crate::Error::Candle(e)) => Err(e),
+            Err(e) => Err(candle_core::Error::Msg(e.to_string())),
+        }
+    }
+
+    /// The pass under `norms` ([`Self::norms_for`]) steered by `ctx`: the image, or — when
+    /// `ctx` collects statistics — the input of the norm it stops at.
+    pub fn forward_ctx(
+        &self,
+        x: &Tensor,
+        norms: &[InstanceNorm],
+        ctx: &mut NormCtx,
+    ) -> crate::Result<Flow> {
+        let (_, c, h, w) = x.dims4()?;
+        if c != 3 || h % SIDE_MULTIPLE != 0 || w % SIDE_MULTIPLE != 0 || h.min(w) < MIN_SIDE {
+            return Err(crate::Error::Invalid(format!(
+                "the style transformer takes (N, 3, H, W) with H and W multiples of {SIDE_MULTIPLE} and at least {MIN_SIDE}, not {:?}",
+                x.dims()
+            )));
+        }
+        if norms.len() != NORM_SCALES.len() {
+            return Err(crate::Error::Invalid(format!(
+                "{} norms given for {} layers",
+                norms.len(),
+                NORM_SCALES.len()
+            )));
+        }
+        macro_rules! norm {
+            ($i:expr, $x:expr, $relu:expr) => {
+                match ctx.norm($i, $x, &norms[$i], $relu)? {
+                    Flow::Next(y) => y,
+                    stop => return Ok(stop),
+                }
+            };
+        }
         let mut y = x.clone();
         for l in &self.contract {
-            y = l.forward(&y, &style, eps)?.relu()?;
+            y = l.conv(&y)?.relu()?;
         }
-        for [a, b] in &self.residual {
-            let r = a.forward(&y, &style, eps)?.relu()?;
-            y = (b.forward(&r, &style, eps)? + y)?;
+        for (i, [a, b]) in self.residual.iter().enumerate() {
+            let r = norm!(2 * i, a.conv(&y)?, true);
+            y = match ctx.norm_add(2 * i + 1, b.conv(&r)?, &norms[2 * i + 1], &y)? {
+                Flow::Next(sum) => sum,
+                stop => return Ok(stop),
+            };
         }
         let [e1, e2, e3] = &self.expand;
-        y = e1.forward(&y, &style, eps)?.relu()?;
-        y = e2.forward(&y, &style, eps)?.relu()?;
-        candle_nn::ops::sigmoid(&e3.forward(&y, &style, eps)?)
+        y = norm!(10, e1.conv(&y)?, true);
+        y = norm!(11, e2.conv(&y)?, true);
+        y = norm!(12, e3.conv(&y)?, false);
+        Ok(Flow::Next(candle_nn::ops::sigmoid(&y)?))
     }
 }
 

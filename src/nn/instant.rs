@@ -6,6 +6,7 @@
 //! style.
 
 use super::arbitrary::{ArbitraryNet, MIN_SIDE, SIDE_MULTIPLE, STYLE_DIM};
+use super::norm::{Flow, InstanceNorm, NormCtx};
 use crate::model::magenta_import;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -18,6 +19,8 @@ pub const VECTOR_TENSOR: &str = "style_vector";
 pub struct InstantNet {
     net: Arc<ArbitraryNet>,
     vector: Tensor,
+    /// The transformer's norms under `vector`, computed once.
+    norms: Vec<InstanceNorm>,
 }
 
 /// The bundled network on `device`, loaded at most once per device.
@@ -46,7 +49,8 @@ impl InstantNet {
             .to_dtype(DType::F32)?;
         let net =
             shared_network(vb.device()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok(Self { net, vector })
+        let norms = net.transformer.norms_for(&vector)?;
+        Ok(Self { net, vector, norms })
     }
 
     pub fn network(&self) -> &ArbitraryNet {
@@ -59,39 +63,33 @@ impl InstantNet {
 
     /// The same network under another style vector.
     pub fn with_vector(&self, vector: &[f32]) -> Result<Self> {
+        let vector = Tensor::from_slice(vector, (1, STYLE_DIM), self.vector.device())?;
         Ok(Self {
+            norms: self.net.transformer.norms_for(&vector)?,
             net: self.net.clone(),
-            vector: Tensor::from_slice(vector, (1, STYLE_DIM), self.vector.device())?,
+            vector,
         })
     }
 
-    /// The plain pass under the style network interface: the statistics are always the
-    /// image's own (instant styles are never tiled), but a cancel request is honoured.
-    pub fn forward_ctx(
-        &self,
-        x: &Tensor,
-        ctx: &mut crate::nn::norm::NormCtx,
-    ) -> crate::Result<Tensor> {
-        if ctx
-            .cancel
-            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-        {
-            return Err(crate::Error::Cancelled);
-        }
-        Ok(self.forward_rgb255(x)?)
-    }
-
     /// `(N, 3, H, W)` RGB 0..255 of any size → the same, like the other style networks:
-    /// edge-replicated up to the sizes the transformer takes and cropped back.
-    pub fn forward_rgb255(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, _, h, w) = x.dims4()?;
+    /// edge-replicated up to the sizes the transformer takes and cropped back. Its norms
+    /// follow `ctx` (whole-image statistics for tiles, smoothed ones for video); where `ctx`
+    /// collects statistics, the map it stopped at comes back instead.
+    pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> crate::Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
         let (hp, wp) = (padded_side(h), padded_side(w));
         let x = (x.to_dtype(DType::F32)? / 255.0)?
             .pad_with_same(2, 0, hp - h)?
             .pad_with_same(3, 0, wp - w)?;
-        let v = self.vector.broadcast_as((n, STYLE_DIM))?.contiguous()?;
-        let y = self.net.transformer.forward(&x, &v)?;
-        y.narrow(2, 0, h)?.narrow(3, 0, w)? * 255.0
+        match self.net.transformer.forward_ctx(&x, &self.norms, ctx)? {
+            Flow::Next(y) => Ok((y.narrow(2, 0, h)?.narrow(3, 0, w)? * 255.0)?),
+            Flow::Stop(map) => Ok(map),
+        }
+    }
+
+    /// [`Self::forward_ctx`] with each image's own statistics.
+    pub fn forward_rgb255(&self, x: &Tensor) -> crate::Result<Tensor> {
+        self.forward_ctx(x, &mut NormCtx::default())
     }
 }
 

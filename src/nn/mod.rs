@@ -95,8 +95,7 @@ impl Variant {
         match self {
             Variant::Johnson => &johnson::NORM_SCALES,
             Variant::Fst => &fst::NORM_SCALES,
-            // Instant styles always run whole (`Stylizer::stylize_raw`).
-            Variant::Instant => &[],
+            Variant::Instant => &arbitrary::NORM_SCALES,
         }
     }
 }

@@ -8,7 +8,7 @@ pub mod tiling;
 
 use crate::model::{ModelMeta, StyleModel};
 use crate::nn::norm::{NormCtx, NormStats, TemporalStats};
-use crate::nn::{Precision, StyleNet, Variant};
+use crate::nn::{Precision, StyleNet};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
@@ -248,11 +248,6 @@ impl Stylizer {
                 (u64::from(w) * u64::from(h) > budget).then_some(core)
             }
         };
-        if self.net.variant() == Variant::Instant {
-            // Its network is small (8–32 channels): whole images fit where tiles of the
-            // others would be needed, and its norms need whole-image statistics.
-            return self.run_whole(photo, hooks);
-        }
         let core = self.fit_in_memory(w, h, core, tiling == Tiling::Auto)?;
         match core {
             Some(core) if w > core || h > core => self.run_tiled(photo, core, hooks),
