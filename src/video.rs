@@ -44,6 +44,9 @@ pub struct VideoOptions {
     /// 0: per-frame statistics (flickers); up to 1: statistics smoothed over time.
     pub stability: f64,
     pub overwrite: bool,
+    /// Strokes this many times larger than the network paints at the frame's size (1 =
+    /// unchanged; see [`crate::stylize::stroke`]).
+    pub stroke_scale: f32,
 }
 
 /// Flicker measured during a run: mean absolute difference between consecutive output
@@ -377,7 +380,8 @@ pub fn stylize_video(
             cancel,
             ..Default::default()
         };
-        let mut styled = stylizer.stylize_frame(&frame, &mut temporal, &mut hooks)?;
+        let mut styled =
+            stylizer.stylize_frame_scaled(&frame, &mut temporal, opts.stroke_scale, &mut hooks)?;
         lap(1, &mut stages);
         if let (Some(pi), Some(ps)) = (&prev_in, &prev_styled) {
             styled = settle(pi, &frame, ps, &styled, opts.stability as f32);

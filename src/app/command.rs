@@ -60,6 +60,18 @@ pub enum Command {
     TryExample,
     /// Show or hide the keyboard shortcuts.
     ToggleShortcuts,
+    /// Paint the strength mask along these points (display pixels) with the brush.
+    Paint(Vec<[f32; 2]>),
+    /// Swap where the style goes and where it does not.
+    InvertMask,
+    /// Remove the mask: full strength everywhere.
+    ClearMask,
+    /// The stroke-scale slider was let go: restyle at the new scale.
+    StrokeScaleChanged,
+    /// Take the brush in hand (drags paint) or put it down (drags pan).
+    ToggleBrush,
+    Undo,
+    Redo,
     /// Close the window (settings are saved as on any close).
     Quit,
 }
@@ -145,6 +157,13 @@ impl AtelierApp {
                     crate::model::registry::data_dir().join("examples"),
                 ));
             }
+            Command::Paint(points) => self.paint(&points),
+            Command::InvertMask => self.edit_mask(true),
+            Command::ClearMask => self.edit_mask(false),
+            Command::ToggleBrush => self.settings.brush.active ^= true,
+            Command::StrokeScaleChanged => self.restyle(),
+            Command::Undo => self.undo(),
+            Command::Redo => self.redo(),
             Command::ToggleShortcuts => self.state.show_shortcuts ^= true,
             Command::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
         }
@@ -163,16 +182,16 @@ impl AtelierApp {
         let Some(style) = self.gallery.selected.clone() else {
             return;
         };
-        if self
-            .state
-            .doc
-            .as_ref()
-            .is_none_or(|d| d.result.as_ref().is_some_and(|(_, s)| *s == style))
-        {
+        if self.state.doc.as_ref().is_none_or(|d| {
+            d.result.as_ref().is_some_and(|(_, s)| *s == style)
+                && d.result_scale == self.settings.stroke_scale
+        }) {
             return;
         }
+        let scale = self.settings.stroke_scale;
         let doc = self.state.doc.as_mut().expect("checked above");
-        if let Some(image) = self.cache.get(&Key::new(doc.key, &style)) {
+        let key = Key::new(super::cache::scaled_key(doc.key, scale), &style);
+        if let Some(image) = self.cache.get(&key) {
             self.worker.cancel();
             doc.job = None;
             doc.progress = None;
@@ -187,17 +206,20 @@ impl AtelierApp {
             self.display.write_styled(0, 0, &shown);
             doc.styled_display = Some(shown);
             doc.result = Some((image, style));
+            doc.result_scale = scale;
             self.display.invalidate();
             return;
         }
         let id = self.state.next_id();
         let doc = self.state.doc.as_mut().expect("checked above");
         doc.job = Some((id, style.clone()));
+        doc.job_scale = scale;
         doc.progress = None;
         // The timings shown are those of the result on screen, which is being replaced.
         doc.preview_ms = None;
         doc.full_ms = None;
-        self.worker.stylize(id, doc.photo.clone(), style, true);
+        self.worker
+            .stylize(id, doc.photo.clone(), style, scale, true);
     }
 
     /// Re-reads the style folders; their pictures load in a job.
@@ -349,6 +371,7 @@ impl AtelierApp {
             source: doc.path.clone(),
             strength: self.settings.strength,
             preserve_colors: self.settings.preserve_colors,
+            mask: doc.mask.clone(),
             jpeg_quality: self.settings.jpeg_quality,
             overwrite,
             free_name,
@@ -396,6 +419,7 @@ impl AtelierApp {
             max_side: None,
             stability: 0.9,
             overwrite,
+            stroke_scale: self.settings.stroke_scale,
         };
         self.state.notice = Some(Notice::Info(format!("Exporting {}…", output.display())));
         let job = v.start_export(ExportJob {

@@ -69,6 +69,8 @@ pub struct SaveJob {
     pub source: Option<PathBuf>,
     pub strength: f32,
     pub preserve_colors: bool,
+    /// The painted strength mask (display size), scaled to the photo when saving.
+    pub mask: Option<Arc<image::GrayImage>>,
     pub jpeg_quality: u8,
     pub overwrite: bool,
     /// When `path` is taken, write `stem-2.ext`, `stem-3.ext`… instead (Export).
@@ -317,8 +319,22 @@ fn save(job: SaveJob) -> Result<PathBuf> {
             "that is the photo you opened; choose another file name",
         ));
     }
-    let out =
-        crate::stylize::blend::blend(&job.photo, &job.styled, job.strength, job.preserve_colors);
+    let out = match &job.mask {
+        // The same masked blend as `atelier stylize --mask`, at full resolution.
+        Some(mask) => {
+            let (w, h) = job.photo.dimensions();
+            crate::stylize::blend::blend_masked(
+                &job.photo,
+                &job.styled,
+                job.strength,
+                job.preserve_colors,
+                &crate::stylize::mask::fit(mask, w, h),
+            )
+        }
+        None => {
+            crate::stylize::blend::blend(&job.photo, &job.styled, job.strength, job.preserve_colors)
+        }
+    };
     if !job.free_name {
         image_io::save_rgb(&out, &path, format, job.overwrite)?;
         return Ok(path);

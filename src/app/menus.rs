@@ -9,6 +9,9 @@ use egui::{Key, KeyboardShortcut, Modifiers};
 pub struct MenuState {
     pub can_save: bool,
     pub comparing: bool,
+    pub can_undo: bool,
+    pub can_redo: bool,
+    pub has_photo: bool,
 }
 
 pub fn menu_bar(
@@ -19,6 +22,16 @@ pub fn menu_bar(
 ) {
     ui.horizontal_wrapped(|ui| {
         ui.menu_button("File", |ui| file_menu(ui, settings, state.can_save, out));
+        ui.menu_button("Edit", |ui| {
+            let mut item = |enabled: bool, label: &str, command: Command| {
+                if ui.add_enabled(enabled, egui::Button::new(label)).clicked() {
+                    ui.close();
+                    out.push(command);
+                }
+            };
+            item(state.can_undo, "Undo (Ctrl+Z)", Command::Undo);
+            item(state.can_redo, "Redo (Ctrl+Shift+Z)", Command::Redo);
+        });
         ui.menu_button("View", |ui| view_menu(ui, settings, out));
         ui.menu_button("Help", |ui| {
             if ui.button("Keyboard shortcuts (F1)").clicked() {
@@ -40,12 +53,30 @@ pub fn menu_bar(
             .on_hover_text(
                 "Blend between the photo (0) and the full style (1); instant, no re-run",
             );
+        let scale = ui
+            .add(
+                egui::Slider::new(&mut settings.stroke_scale, 0.5..=4.0)
+                    .logarithmic(true)
+                    .fixed_decimals(2)
+                    .text("Stroke size"),
+            )
+            .on_hover_text(
+                "Brush strokes larger (2 = twice) or finer (0.5) at full resolution; \
+                 runs the style again when let go",
+            );
+        // Restyled once the slider is let go, not at every step of the drag.
+        if scale.drag_stopped() || (scale.changed() && !scale.dragged()) {
+            out.push(Command::StrokeScaleChanged);
+        }
         let colours = ui
             .checkbox(&mut settings.preserve_colors, "Keep photo colours")
             .on_hover_text("Take the brush strokes from the style and the colours from the photo");
         if strength.changed() || colours.changed() {
             out.push(Command::BlendChanged);
         }
+        ui.menu_button("Mask", |ui| mask_menu(ui, settings, state.has_photo, out))
+            .response
+            .on_hover_text("Paint where the style goes (B for the brush)");
         if ui
             .selectable_label(state.comparing, "Compare")
             .on_hover_text("Before/after divider (C); hold Space to see the original")
@@ -54,6 +85,49 @@ pub fn menu_bar(
             out.push(Command::ToggleCompare);
         }
     });
+}
+
+/// The strength brush: paint where the style goes, live, without re-running the network.
+fn mask_menu(ui: &mut egui::Ui, settings: &mut Settings, has_photo: bool, out: &mut Vec<Command>) {
+    let brush = &mut settings.brush;
+    if ui
+        .add_enabled(
+            has_photo,
+            egui::Checkbox::new(&mut brush.active, "Brush (B)"),
+        )
+        .on_hover_text("Drag on the picture to paint; off: drag pans")
+        .changed()
+    {
+        ui.close();
+    }
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut brush.erase, false, "Paint style");
+        ui.radio_value(&mut brush.erase, true, "Erase style");
+    });
+    ui.add(
+        egui::Slider::new(&mut brush.radius, 2.0..=1000.0)
+            .logarithmic(true)
+            .text("Size (photo px)"),
+    );
+    ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("Hardness"));
+    ui.separator();
+    if ui
+        .add_enabled(has_photo, egui::Button::new("Invert mask"))
+        .clicked()
+    {
+        ui.close();
+        out.push(Command::InvertMask);
+    }
+    if ui
+        .add_enabled(
+            has_photo,
+            egui::Button::new("Clear mask (style everywhere)"),
+        )
+        .clicked()
+    {
+        ui.close();
+        out.push(Command::ClearMask);
+    }
 }
 
 fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &mut Vec<Command>) {
@@ -97,6 +171,9 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Drag", "Pan (or move the compare divider)"),
     ("Double-click", "Fit"),
     ("C", "Before/after divider"),
+    ("B", "Strength brush on / off"),
+    ("Ctrl+Z", "Undo"),
+    ("Ctrl+Shift+Z, Ctrl+Y", "Redo"),
     ("Space (hold)", "Show the original"),
     ("F1", "This list"),
     ("Ctrl+Q", "Quit"),
@@ -163,7 +240,14 @@ pub fn available_devices() -> Vec<(&'static str, &'static str, &'static str)> {
 /// Reads this frame's shortcuts; returns whether the original is to be shown instead of
 /// the result (Space held).
 pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
+    // Redo first: a plain Ctrl+Z shortcut would also match Ctrl+Shift+Z.
+    let redo = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    if ctx.input_mut(|i| i.consume_shortcut(&redo)) {
+        out.push(Command::Redo);
+    }
     let chords = [
+        (Key::Z, Command::Undo),
+        (Key::Y, Command::Redo),
         (Key::O, Command::OpenDialog),
         (Key::S, Command::SaveDialog),
         (Key::E, Command::Export),
@@ -190,11 +274,12 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
             .filter_map(paste_command)
             .collect::<Vec<_>>()
     }));
-    let (zoom_in, zoom_out, compare, space) = ctx.input(|i| {
+    let (zoom_in, zoom_out, compare, brush, space) = ctx.input(|i| {
         (
             i.key_pressed(Key::Plus) || i.key_pressed(Key::Equals),
             i.key_pressed(Key::Minus),
             i.key_pressed(Key::C) && !i.modifiers.command,
+            i.key_pressed(Key::B) && !i.modifiers.command,
             i.key_down(Key::Space),
         )
     });
@@ -202,6 +287,7 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
         (zoom_in, Command::Zoom(1.25)),
         (zoom_out, Command::Zoom(0.8)),
         (compare, Command::ToggleCompare),
+        (brush, Command::ToggleBrush),
     ];
     out.extend(keyed.into_iter().filter(|(on, _)| *on).map(|(_, c)| c));
     space

@@ -82,8 +82,10 @@ impl AtelierApp {
                         self.display.write_styled(0, 0, &shown);
                         doc.styled_display = Some(shown);
                     }
-                    self.cache.insert(Key::new(doc.key, &style), image.clone());
+                    let key = super::cache::scaled_key(doc.key, doc.job_scale);
+                    self.cache.insert(Key::new(key, &style), image.clone());
                     doc.result = Some((image, style));
+                    doc.result_scale = doc.job_scale;
                     doc.full_ms = Some(ms);
                     doc.progress = None;
                     self.display.invalidate();
@@ -198,6 +200,7 @@ impl AtelierApp {
             self.state.notice = None;
         }
         self.state.doc = Some(doc);
+        self.reset_history();
         // Scrubbing a video keeps the view; a new photo is fitted.
         if !same_size {
             self.canvas.fit = true;

@@ -6,7 +6,7 @@ use atelier::model::registry::{file_stem_for, Registry};
 use atelier::output_plan;
 use atelier::progress::{about_left, PassProgress, Throughput};
 use atelier::stylize::tiling::MIN_CORE;
-use atelier::stylize::{Hooks, StylizeOptions, Stylizer, Tiling};
+use atelier::stylize::{blend, Hooks, StylizeOptions, Stylizer, Tiling};
 use atelier::Error;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,15 @@ pub struct Args {
     /// Keep the photo's colours; take only brush work and light from the style.
     #[arg(long)]
     preserve_colors: bool,
+    /// Where the style goes: an image, white = full strength, black = the photo, grey
+    /// between (colour images count by brightness); resized to each photo.
+    #[arg(long, value_name = "MASK.png")]
+    mask: Option<PathBuf>,
+    /// Brush-stroke size: 1 as the network paints at the photo's size, 2 twice as large,
+    /// 0.5 finer (0.5 to 4); auto: as on a 1024-pixel picture, so a large and a small
+    /// photo of one scene get strokes of the same size relative to the picture.
+    #[arg(long, default_value = "auto")]
+    stroke_scale: atelier::stylize::stroke::StrokeScale,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
@@ -101,6 +110,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .zip(outputs.iter().cloned())
         .collect();
     output_plan::check(&pairs)?;
+    // Read once, before the model loads, so a bad mask fails at once; fitted per photo.
+    let mask = match &a.mask {
+        Some(p) => Some(atelier::stylize::mask::to_luma(
+            &image_io::load_rgb(p)
+                .map_err(|e| anyhow::anyhow!("cannot read the mask {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
     let device = open_device(a.device, a.json)?;
     let stylizer = Stylizer::load(&model_path, &device)?;
     let opts = StylizeOptions {
@@ -122,7 +139,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             input,
             out,
             &a,
-            &opts,
+            (&opts, mask.as_ref()),
             &cancel,
             (i + 1, a.images.len(), &mut speed),
         );
@@ -182,7 +199,8 @@ fn stylize_one(
     input: &Path,
     out: &Path,
     a: &Args,
-    opts: &StylizeOptions,
+    // The blend settings and the strength mask (any size; fitted to the photo).
+    (opts, mask): (&StylizeOptions, Option<&image::GrayImage>),
     cancel: &std::sync::atomic::AtomicBool,
     // Where in the batch, and the speed measured so far (for the bar's time left).
     (index, count, speed): (usize, usize, &mut Throughput),
@@ -259,7 +277,26 @@ fn stylize_one(
                 }
             });
         }
-        let r = stylizer.stylize(&photo, opts, &mut hooks);
+        let (w, h) = photo.dimensions();
+        let scale = a.stroke_scale.factor(w, h);
+        let r = if opts.strength <= 0.0 {
+            Ok(photo.clone())
+        } else {
+            stylizer
+                .stylize_raw_scaled(&photo, opts.tiling, scale, &mut hooks)
+                .map(|styled| match mask {
+                    // The strength scaled by the mask: the same blend the app saves with.
+                    Some(mask) => blend::blend_masked(
+                        &photo,
+                        &styled,
+                        opts.strength,
+                        opts.preserve_colors,
+                        &atelier::stylize::mask::fit(mask, w, h),
+                    ),
+                    None if opts.strength >= 1.0 && !opts.preserve_colors => styled,
+                    None => blend::blend(&photo, &styled, opts.strength, opts.preserve_colors),
+                })
+        };
         finished.store(true, Ordering::Relaxed);
         r
     });

@@ -1,7 +1,9 @@
 //! Inference: load a style once, restyle any number of images with it.
 
 pub mod blend;
+pub mod mask;
 pub mod resample;
+pub mod stroke;
 pub mod thumbnail;
 pub mod tiling;
 

@@ -1,0 +1,270 @@
+//! The artist's controls in the app (issue 18), driven through egui_kittest without a
+//! window: the strength brush and its masked export, undo and redo.
+
+#![cfg(feature = "app")]
+
+mod common;
+
+use atelier::app::{AppOptions, AtelierApp, Command};
+use atelier::model::registry::Registry;
+use atelier::model::Variant;
+use egui::{Key, Modifiers};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use image::RgbImage;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    styles: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let styles = root.join("styles");
+    std::fs::create_dir_all(&styles).unwrap();
+    common::model_file(&styles, Variant::Johnson, "Test Style");
+    Env {
+        _tmp: tmp,
+        root,
+        styles,
+    }
+}
+
+fn harness(e: &Env) -> Harness<'static, AtelierApp> {
+    let opts = AppOptions {
+        device: Some("cpu".into()),
+        ephemeral: true,
+        registry: Some(Registry {
+            bundled_dir: None,
+            user_dir: e.styles.clone(),
+        }),
+        runs_dir: Some(e.root.join("runs")),
+        export_dir: Some(e.root.join("Pictures").join("Atelier")),
+        builtin_dialogs: true,
+        ..Default::default()
+    };
+    Harness::builder()
+        .with_size([1200.0, 800.0])
+        .build_eframe(move |cc| AtelierApp::new(cc, opts))
+}
+
+fn run_until(
+    h: &mut Harness<'static, AtelierApp>,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&AtelierApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; notice: {:?}",
+            h.state().state.notice
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+fn notice(a: &AtelierApp) -> String {
+    a.state
+        .notice
+        .as_ref()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// Opens a photo with the test style selected and waits for its result.
+fn styled_photo(e: &Env, h: &mut Harness<'static, AtelierApp>, w: u32, ht: u32) -> RgbImage {
+    h.state_mut().gallery.selected = Some(e.styles.join("Test Style.safetensors"));
+    let p = e.root.join("photo.png");
+    let photo = common::photo(w, ht);
+    photo.save(&p).unwrap();
+    h.state_mut().execute(Command::Open(p));
+    run_until(h, "the result", Duration::from_secs(60), |a| {
+        a.state.doc.as_ref().is_some_and(|d| d.result.is_some())
+    });
+    photo
+}
+
+fn styled(h: &Harness<'static, AtelierApp>) -> RgbImage {
+    let doc = h.state().state.doc.as_ref().unwrap();
+    (*doc.result.as_ref().unwrap().0).clone()
+}
+
+fn drag(h: &mut Harness<'static, AtelierApp>, from: egui::Pos2, to: egui::Pos2) {
+    let button = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: Modifiers::NONE,
+    };
+    h.input_mut().events.push(egui::Event::PointerMoved(from));
+    h.step();
+    h.input_mut().events.push(button(from, true));
+    h.step();
+    for i in 1..=10 {
+        let p = from + (to - from) * (i as f32 / 10.0);
+        h.input_mut().events.push(egui::Event::PointerMoved(p));
+        h.step();
+    }
+    h.input_mut().events.push(button(to, false));
+    h.step();
+    h.step();
+}
+
+/// The mask value at a display pixel (255 when there is no mask).
+fn mask_at(h: &Harness<'static, AtelierApp>, x: u32, y: u32) -> u8 {
+    let doc = h.state().state.doc.as_ref().unwrap();
+    doc.mask.as_ref().map_or(255, |m| m.get_pixel(x, y).0[0])
+}
+
+#[test]
+fn a_painted_stroke_puts_the_style_only_under_it_in_the_export() {
+    let e = env();
+    let mut h = harness(&e);
+    let (w, ht) = (96u32, 64u32);
+    let photo = styled_photo(&e, &mut h, w, ht);
+    let plain = styled(&h);
+    assert_ne!(plain, photo);
+
+    // Style nowhere, then a hard brush paints it back along a line across the middle.
+    h.state_mut().execute(Command::InvertMask);
+    h.state_mut().settings.brush.erase = false;
+    h.state_mut().settings.brush.hardness = 1.0;
+    h.state_mut().settings.brush.radius = 8.0;
+    h.key_press(Key::B);
+    h.run();
+    assert!(h.state().settings.brush.active, "B takes the brush");
+    let rect = h.state().canvas.last_image_rect.unwrap();
+    let pan = h.state().canvas.pan;
+    let at = |u: f32, v: f32| rect.lerp_inside(egui::vec2(u, v));
+    drag(&mut h, at(0.2, 0.5), at(0.8, 0.5));
+    assert_eq!(h.state().canvas.pan, pan, "painting does not pan");
+    // The canvas shows it at once, through the mask, with no new network run.
+    assert!(h.state().state.doc.as_ref().unwrap().job.is_none());
+    assert_eq!(mask_at(&h, w / 2, ht / 2), 255);
+    assert_eq!(mask_at(&h, w / 2, 5), 0);
+
+    h.get_by_label("Export").click();
+    run_until(&mut h, "the export", Duration::from_secs(20), |a| {
+        notice(a).starts_with("Saved to")
+    });
+    let out = e
+        .root
+        .join("Pictures")
+        .join("Atelier")
+        .join("photo-test_style.png");
+    let saved = image::open(&out).unwrap().into_rgb8();
+    assert_eq!(saved.dimensions(), (w, ht));
+    let (x0, x1) = ((w as f32 * 0.3) as u32, (w as f32 * 0.7) as u32);
+    let mid = ht / 2;
+    let mut styled_px = 0;
+    for y in 0..ht {
+        for x in 0..w {
+            let (got, dy) = (saved.get_pixel(x, y), y.abs_diff(mid));
+            if dy >= 11 || x < w / 10 {
+                assert_eq!(got, photo.get_pixel(x, y), "outside the stroke ({x}, {y})");
+            } else if dy <= 5 && (x0..x1).contains(&x) {
+                assert_eq!(got, plain.get_pixel(x, y), "under the stroke ({x}, {y})");
+                styled_px += 1;
+            }
+        }
+    }
+    assert!(styled_px > 300, "{styled_px}");
+}
+
+#[test]
+fn undo_and_redo_step_through_strokes_strength_and_colour() {
+    let e = env();
+    let mut h = harness(&e);
+    let (w, ht) = (96u32, 64u32);
+    let photo = styled_photo(&e, &mut h, w, ht);
+    h.state_mut().settings.brush.hardness = 1.0;
+    h.state_mut().settings.brush.radius = 6.0;
+    h.state_mut().settings.brush.erase = true;
+    h.state_mut().execute(Command::ToggleBrush);
+    h.run();
+    assert!(!h.state().history.can_undo());
+
+    // One stroke, many frames: one step.
+    let rect = h.state().canvas.last_image_rect.unwrap();
+    let at = |u: f32, v: f32| rect.lerp_inside(egui::vec2(u, v));
+    drag(&mut h, at(0.1, 0.3), at(0.9, 0.3));
+    let y1 = (ht as f32 * 0.3) as u32;
+    assert_eq!(mask_at(&h, w / 2, y1), 0);
+    drag(&mut h, at(0.1, 0.7), at(0.9, 0.7));
+    let y2 = (ht as f32 * 0.7) as u32;
+    assert_eq!(mask_at(&h, w / 2, y2), 0);
+
+    // Strength and colour, as the toolbar changes them.
+    h.state_mut().settings.strength = 0.4;
+    h.run();
+    h.get_by_label("Keep photo colours").click();
+    h.run();
+    assert!(h.state().settings.preserve_colors);
+
+    let undo = |h: &mut Harness<'static, AtelierApp>| {
+        h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+        h.run();
+    };
+    undo(&mut h);
+    assert!(!h.state().settings.preserve_colors);
+    assert_eq!(h.state().settings.strength, 0.4);
+    undo(&mut h);
+    assert_eq!(h.state().settings.strength, 1.0);
+    undo(&mut h);
+    assert_eq!(mask_at(&h, w / 2, y2), 255, "the second stroke is undone");
+    assert_eq!(mask_at(&h, w / 2, y1), 0, "the first is kept");
+    undo(&mut h);
+    assert_eq!(mask_at(&h, w / 2, y1), 255);
+    assert!(!h.state().history.can_undo());
+
+    // Redo through the keyboard and the Edit menu.
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    h.run();
+    assert_eq!(mask_at(&h, w / 2, y1), 0);
+    h.get_by_label("Edit").click();
+    h.run();
+    h.get_by_label("Redo (Ctrl+Shift+Z)").click();
+    h.run();
+    assert_eq!(mask_at(&h, w / 2, y2), 0);
+
+    // A new edit after undoing drops what could have been redone.
+    undo(&mut h);
+    h.state_mut().settings.strength = 0.7;
+    h.run();
+    assert!(!h.state().history.can_redo());
+    // The photo itself is never touched.
+    assert_eq!(*h.state().state.doc.as_ref().unwrap().photo, photo);
+}
+
+#[test]
+fn undo_brings_back_the_previous_style() {
+    let e = env();
+    let second = common::model_file(&e.styles, Variant::Johnson, "Other Style");
+    let first = e.styles.join("Test Style.safetensors");
+    let mut h = harness(&e);
+    styled_photo(&e, &mut h, 64, 48);
+    h.state_mut().execute(Command::SelectStyle(second.clone()));
+    run_until(&mut h, "the second style", Duration::from_secs(60), |a| {
+        a.state
+            .doc
+            .as_ref()
+            .and_then(|d| d.result.as_ref())
+            .is_some_and(|(_, s)| *s == second)
+    });
+    h.state_mut().execute(Command::Undo);
+    h.run();
+    assert_eq!(h.state().gallery.selected.as_ref(), Some(&first));
+    let doc = h.state().state.doc.as_ref().unwrap();
+    assert_eq!(doc.result.as_ref().unwrap().1, first, "from the cache");
+    h.state_mut().execute(Command::Redo);
+    h.run();
+    assert_eq!(h.state().gallery.selected.as_ref(), Some(&second));
+}
