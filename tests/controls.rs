@@ -99,3 +99,102 @@ fn a_mask_that_cannot_be_read_is_a_clear_error() {
     assert!(text(&o).contains("mask"), "{}", text(&o));
     assert!(!d.join("out.png").exists());
 }
+
+/// Sum of squared horizontal and vertical differences: how much edge there is.
+fn gradient_energy(img: &RgbImage) -> f64 {
+    let (w, h) = img.dimensions();
+    let mut e = 0f64;
+    for y in 0..h - 1 {
+        for x in 0..w - 1 {
+            let p = img.get_pixel(x, y).0;
+            let r = img.get_pixel(x + 1, y).0;
+            let d = img.get_pixel(x, y + 1).0;
+            for c in 0..3 {
+                e += (p[c] as f64 - r[c] as f64).powi(2) + (p[c] as f64 - d[c] as f64).powi(2);
+            }
+        }
+    }
+    e / f64::from(w * h)
+}
+
+/// A photo with hard edges: blocks on the smooth test photo.
+fn blocky_photo(w: u32, h: u32) -> RgbImage {
+    let mut p = common::photo(w, h);
+    for (x, y, px) in p.enumerate_pixels_mut() {
+        if (x / 12 + y / 12) % 3 == 0 {
+            *px = image::Rgb([240, 240, 230]);
+        }
+    }
+    p
+}
+
+#[test]
+fn a_larger_stroke_scale_changes_the_result_and_keeps_edges_sharper_than_upsampling() {
+    use atelier::stylize::{resample, Hooks, Stylizer, Tiling};
+    let device = candle_core::Device::Cpu;
+    let s = Stylizer::new(&common::model(Variant::Johnson), &device).unwrap();
+    let photo = blocky_photo(128, 96);
+    let one = s
+        .stylize_raw_scaled(&photo, Tiling::Off, 1.0, &mut Hooks::default())
+        .unwrap();
+    assert_eq!(
+        one,
+        s.stylize_raw(&photo, Tiling::Off, &mut Hooks::default())
+            .unwrap(),
+        "scale 1 is today's result"
+    );
+    let two = s
+        .stylize_raw_scaled(&photo, Tiling::Off, 2.0, &mut Hooks::default())
+        .unwrap();
+    assert_eq!(two.dimensions(), photo.dimensions());
+    assert_ne!(two, one);
+    // The obvious way: the network at half size, scaled up.
+    let small = image::imageops::thumbnail(&photo, 64, 48);
+    let naive = resample::bilinear(
+        &s.stylize_raw(&small, Tiling::Off, &mut Hooks::default())
+            .unwrap(),
+        128,
+        96,
+    );
+    let (g2, gn) = (gradient_energy(&two), gradient_energy(&naive));
+    assert!(g2 > gn * 1.2, "restored {g2:.1} vs upsampled {gn:.1}");
+    // Finer strokes: the network at twice the size, brought back to the photo's.
+    let half = s
+        .stylize_raw_scaled(&photo, Tiling::Off, 0.5, &mut Hooks::default())
+        .unwrap();
+    assert_eq!(half.dimensions(), photo.dimensions());
+    assert_ne!(half, one);
+}
+
+#[test]
+fn stroke_scale_on_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = common::model_file(d, Variant::Johnson, "scaled");
+    blocky_photo(96, 64).save(d.join("photo.png")).unwrap();
+    let mut outs = Vec::new();
+    for s in ["1", "2", "auto"] {
+        let out = d.join(format!("out-{s}.png"));
+        let o = stylize(
+            d,
+            &model,
+            &d.join("photo.png"),
+            &out,
+            &["--stroke-scale", s],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        let img = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (96, 64));
+        outs.push(img);
+    }
+    assert_ne!(outs[0], outs[1]);
+    let o = stylize(
+        d,
+        &model,
+        &d.join("photo.png"),
+        &d.join("bad.png"),
+        &["--stroke-scale", "9"],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("between 0.5 and 4"), "{}", text(&o));
+}
