@@ -60,12 +60,13 @@ fn fs_main(in: VsOut) -> @location(0) vec4<f32> {
     }
     let p = textureSample(photo_tex, samp, uv).rgb;
     var t = textureSample(styled_tex, samp, uv).rgb;
+    // Sampled here, not in the branch below: textureSample needs uniform control flow.
+    let m = textureSample(mask_tex, samp, uv).r;
     var c = p;
     if (u.has_styled > 0.5 && uv.x >= u.split) {
         if (u.preserve_colors > 0.5) {
             t = p + vec3(luma(t) - luma(p));
         }
-        let m = textureSample(mask_tex, samp, uv).r;
         c = clamp(mix(p, t, u.strength * m), vec3(0.0), vec3(1.0));
     }
     if (u.target_srgb > 0.5) {
