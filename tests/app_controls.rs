@@ -268,3 +268,81 @@ fn undo_brings_back_the_previous_style() {
     h.run();
     assert_eq!(h.state().gallery.selected.as_ref(), Some(&second));
 }
+
+#[test]
+fn an_export_saves_its_session_and_reopening_it_restores_settings_and_mask() {
+    let e = env();
+    let mut h = harness(&e);
+    let (w, ht) = (96u32, 64u32);
+    styled_photo(&e, &mut h, w, ht);
+    h.state_mut().execute(Command::InvertMask);
+    h.state_mut().settings.brush.erase = false;
+    h.state_mut().settings.brush.hardness = 1.0;
+    h.state_mut().settings.brush.radius = 10.0;
+    h.state_mut()
+        .execute(Command::Paint(vec![[20.0, 32.0], [70.0, 32.0]]));
+    h.state_mut().settings.strength = 0.6;
+    h.state_mut().settings.preserve_colors = true;
+    h.run();
+    let painted = (**h.state().state.doc.as_ref().unwrap().mask.as_ref().unwrap()).clone();
+    h.get_by_label("Export").click();
+    run_until(&mut h, "the export", Duration::from_secs(20), |a| {
+        notice(a).starts_with("Saved to")
+    });
+    let dir = e.root.join("Pictures").join("Atelier");
+    let sidecar = dir.join("photo-test_style.png.atelier.json");
+    assert!(sidecar.is_file());
+    assert!(dir.join("photo-test_style.png.mask.png").is_file());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    assert_eq!(json["photo"], e.root.join("photo.png").to_str().unwrap());
+    assert_eq!(json["strength"].as_f64().unwrap() as f32, 0.6);
+
+    // A fresh app, with other settings: File → Open session… brings it all back.
+    let mut h = harness(&e);
+    h.state_mut().settings.strength = 1.0;
+    h.get_by_label("File").click();
+    h.run();
+    h.get_by_label("Open session…").click();
+    h.run();
+    assert!(
+        h.state().state.browser.is_some(),
+        "the app's own browser opens"
+    );
+    h.state_mut().execute(Command::Picked(
+        atelier::app::dialogs::Purpose::Session,
+        sidecar,
+    ));
+    run_until(
+        &mut h,
+        "the session's result",
+        Duration::from_secs(60),
+        |a| a.state.doc.as_ref().is_some_and(|d| d.result.is_some()),
+    );
+    let a = h.state();
+    assert_eq!(a.settings.strength, 0.6);
+    assert!(a.settings.preserve_colors);
+    assert_eq!(
+        a.gallery.selected.as_ref(),
+        Some(&e.styles.join("Test Style.safetensors"))
+    );
+    let doc = a.state.doc.as_ref().unwrap();
+    assert_eq!(**doc.mask.as_ref().unwrap(), painted);
+    assert!(
+        !a.history.can_undo(),
+        "the reopened state is where history starts"
+    );
+
+    // The brush's controls are all reachable (and named, for screen readers).
+    h.get_by_label("Mask").click();
+    h.run();
+    h.get_by_label("Invert mask").click();
+    h.run();
+    let doc = h.state().state.doc.as_ref().unwrap();
+    assert_eq!(doc.mask.as_ref().unwrap().get_pixel(45, 32).0[0], 0);
+    h.get_by_label("Mask").click();
+    h.run();
+    h.get_by_label("Clear mask (style everywhere)").click();
+    h.run();
+    assert!(h.state().state.doc.as_ref().unwrap().mask.is_none());
+}

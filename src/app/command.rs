@@ -18,6 +18,8 @@ pub enum Command {
     /// Open a path as what it is: a photo, a video, or a model to add to the styles
     /// (a drop, a recent file, `--open`).
     Open(PathBuf),
+    /// Ask for a session (`.atelier.json`, saved beside each export) to reopen.
+    OpenSessionDialog,
     /// Read an image from the clipboard.
     Paste,
     /// An image pasted with Ctrl+V, as egui delivered it.
@@ -81,6 +83,7 @@ impl AtelierApp {
         match command {
             Command::OpenDialog => self.browse(Purpose::Open),
             Command::Open(p) => self.open(p),
+            Command::OpenSessionDialog => self.browse(Purpose::Session),
             Command::Paste => self.jobs.spawn(Job::Paste),
             Command::PasteImage(image) => self.jobs.spawn(Job::PasteImage(image)),
             Command::SaveDialog => self.save_dialog(),
@@ -230,6 +233,10 @@ impl AtelierApp {
     }
 
     fn open(&mut self, path: PathBuf) {
+        if super::session::is_session(&path) {
+            self.inform(format!("Opening the session {}…", path.display()));
+            return self.jobs.spawn(Job::OpenSession(path));
+        }
         let job = match kind_of(&path) {
             Kind::Model => return self.import(path),
             Kind::Video => Job::ProbeVideo(path.clone()),
@@ -321,7 +328,7 @@ impl AtelierApp {
     fn picked(&mut self, purpose: Purpose, p: PathBuf) {
         self.state.browser = None;
         match purpose {
-            Purpose::Open => self.open(p),
+            Purpose::Open | Purpose::Session => self.open(p),
             Purpose::Import => self.import(p),
             Purpose::SaveImage(_) => self.request_save(p),
             Purpose::ExportVideo(_) => self.request_video_export(p),
@@ -360,7 +367,7 @@ impl AtelierApp {
     /// Writes the result blended as shown; `free_name` picks `name-2.png`… when taken.
     fn save_job(&mut self, path: PathBuf, overwrite: bool, free_name: bool) {
         let Some(doc) = &self.state.doc else { return };
-        let Some((styled, _)) = doc.result.clone() else {
+        let Some((styled, styled_with)) = doc.result.clone() else {
             return;
         };
         self.state.notice = Some(Notice::Info(format!("Saving {}…", path.display())));
@@ -372,6 +379,15 @@ impl AtelierApp {
             strength: self.settings.strength,
             preserve_colors: self.settings.preserve_colors,
             mask: doc.mask.clone(),
+            session: doc.path.as_ref().map(|photo| super::session::Session {
+                version: 1,
+                photo: photo.clone(),
+                style: styled_with.clone(),
+                strength: self.settings.strength,
+                preserve_colors: self.settings.preserve_colors,
+                stroke_scale: doc.result_scale,
+                mask: None,
+            }),
             jpeg_quality: self.settings.jpeg_quality,
             overwrite,
             free_name,

@@ -39,6 +39,8 @@ pub enum Job {
         time_s: f64,
     },
     Save(SaveJob),
+    /// Read a session sidecar and its mask.
+    OpenSession(PathBuf),
     /// Add a model to the user's styles under a name no style has.
     Import {
         src: PathBuf,
@@ -75,6 +77,8 @@ pub struct SaveJob {
     pub overwrite: bool,
     /// When `path` is taken, write `stem-2.ext`, `stem-3.ext`… instead (Export).
     pub free_name: bool,
+    /// Written beside the picture, so the work can be reopened (photos with a file only).
+    pub session: Option<super::session::Session>,
 }
 
 /// A whole video stylised; `frames_done` and `cancel` are shared with the video panel.
@@ -103,6 +107,7 @@ pub enum JobResult {
         image: Result<RgbImage>,
     },
     Saved(Result<PathBuf>),
+    Session(Result<(super::session::Session, Option<image::GrayImage>)>),
     Imported(Result<Installed>),
     Trained(Result<PathBuf>),
     Exported {
@@ -176,6 +181,7 @@ impl Job {
             Job::Example(_) => "example",
             Job::VideoFrame { .. } => "frame",
             Job::Save(_) => "save",
+            Job::OpenSession(_) => "session",
             Job::Import { .. } => "import",
             Job::InstallTrained { .. } => "install",
             Job::ExportVideo(_) => "video-export",
@@ -215,6 +221,7 @@ impl Job {
                 image: crate::video::frame_at(&path, time_s, Some(SCRUB_MAX_SIDE)),
             }),
             Job::Save(job) => send(JobResult::Saved(save(job))),
+            Job::OpenSession(path) => send(JobResult::Session(super::session::read(&path))),
             Job::Import { src, registry } => {
                 let opts = ImportOptions {
                     name: None,
@@ -300,6 +307,18 @@ fn rgb_of(image: &egui::ColorImage) -> RgbImage {
 }
 
 fn save(job: SaveJob) -> Result<PathBuf> {
+    let saved = save_picture(&job)?;
+    if let Some(s) = job.session.clone() {
+        // The picture is what was asked for: a sidecar that cannot be written must not
+        // turn its save into a failure.
+        if let Err(e) = super::session::write(&saved, s, job.mask.as_deref(), job.overwrite) {
+            eprintln!("atelier: no session saved beside {}: {e}", saved.display());
+        }
+    }
+    Ok(saved)
+}
+
+fn save_picture(job: &SaveJob) -> Result<PathBuf> {
     let path = job.path.clone();
     let format = match OutputFormat::from_path(&path)? {
         OutputFormat::Jpeg { .. } => OutputFormat::Jpeg {

@@ -139,6 +139,7 @@ fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &m
     };
     item(ui, true, "Open… (Ctrl+O)", Command::OpenDialog);
     item(ui, true, "Paste image (Ctrl+V)", Command::Paste);
+    item(ui, true, "Open session…", Command::OpenSessionDialog);
     ui.menu_button("Open recent", |ui| {
         if settings.recent.is_empty() {
             ui.label("Nothing yet");
@@ -150,10 +151,7 @@ fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &m
     ui.separator();
     item(ui, can_save, "Export (Ctrl+E)", Command::Export);
     item(ui, can_save, "Save as… (Ctrl+S)", Command::SaveDialog);
-    ui.horizontal(|ui| {
-        ui.label("JPEG quality");
-        ui.add(egui::Slider::new(&mut settings.jpeg_quality, 50..=100));
-    });
+    ui.add(egui::Slider::new(&mut settings.jpeg_quality, 50..=100).text("JPEG quality"));
     ui.separator();
     item(ui, true, "Quit (Ctrl+Q)", Command::Quit);
 }

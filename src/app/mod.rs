@@ -23,6 +23,7 @@ pub mod mask;
 mod menus;
 mod receive;
 mod screenshot;
+pub mod session;
 pub mod settings;
 pub mod state;
 mod status;
