@@ -198,3 +198,47 @@ fn stroke_scale_on_the_command_line() {
     assert!(!o.status.success());
     assert!(text(&o).contains("between 0.5 and 4"), "{}", text(&o));
 }
+
+#[test]
+fn video_takes_a_stroke_scale_and_a_mask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let model = common::model_file(d, Variant::Johnson, "scaled");
+    let clip = common::video_clip(d);
+    // Output frames are 98×66 (even sizes); the mask keeps the left half the video's.
+    let mask = RgbImage::from_fn(98, 66, |x, _| {
+        image::Rgb(if x < 49 { [0, 0, 0] } else { [255, 255, 255] })
+    });
+    mask.save(d.join("mask.png")).unwrap();
+    let out = d.join("out.mp4");
+    let o = atelier(d)
+        .arg("video")
+        .arg(&clip)
+        .arg("-o")
+        .arg(&out)
+        .arg("--style")
+        .arg(&model)
+        .args(["--device", "cpu", "--stroke-scale", "2", "--mask"])
+        .arg(d.join("mask.png"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let src = atelier::video::frame_at(&clip, 0.5, None).unwrap();
+    let got = atelier::video::frame_at(&out, 0.5, None).unwrap();
+    let diff = |x0: u32, x1: u32| {
+        let mut s = 0f64;
+        let (w, h) = got.dimensions();
+        let sw = src.width() as f64 / w as f64;
+        for y in 4..h - 4 {
+            for x in x0..x1 {
+                let a = got.get_pixel(x, y).0;
+                let b = src.get_pixel((x as f64 * sw) as u32, y).0;
+                s += (0..3).map(|c| a[c].abs_diff(b[c]) as f64).sum::<f64>();
+            }
+        }
+        s / f64::from((x1 - x0) * (h - 8) * 3)
+    };
+    let (left, right) = (diff(4, 40), diff(58, 94));
+    // Video compression keeps the left near, not equal to, the input.
+    assert!(left * 3.0 < right, "left {left:.1}, right {right:.1}");
+}

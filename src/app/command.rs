@@ -436,6 +436,8 @@ impl AtelierApp {
             stability: 0.9,
             overwrite,
             stroke_scale: self.settings.stroke_scale,
+            // A scrubbed frame's painted mask belongs to that frame only.
+            mask: None,
         };
         self.state.notice = Some(Notice::Info(format!("Exporting {}…", output.display())));
         let job = v.start_export(ExportJob {

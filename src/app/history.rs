@@ -8,8 +8,12 @@ use image::GrayImage;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// How many steps back are kept; each may hold a display-size mask.
+/// How many steps back are kept.
 const MAX_STEPS: usize = 64;
+/// What the kept masks may take together: an 8192² mask is 64 MB, so a large photo keeps
+/// fewer steps (at least [`MIN_STEPS`]).
+const MASK_BUDGET: usize = 768 << 20;
+const MIN_STEPS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -74,8 +78,11 @@ impl AtelierApp {
         match self.history.committed.take() {
             Some(before) if !before.same(&now) => {
                 self.history.undo.push(before);
-                if self.history.undo.len() > MAX_STEPS {
-                    self.history.undo.remove(0);
+                let mask_bytes = now.mask.as_ref().map_or(0, |m| m.as_raw().len());
+                let cap = (MASK_BUDGET / mask_bytes.max(1)).clamp(MIN_STEPS, MAX_STEPS);
+                if self.history.undo.len() > cap {
+                    let excess = self.history.undo.len() - cap;
+                    self.history.undo.drain(..excess);
                 }
                 self.history.redo.clear();
             }

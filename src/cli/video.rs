@@ -38,6 +38,10 @@ pub struct Args {
     /// to the frame at any resolution.
     #[arg(long, default_value = "auto")]
     stroke_scale: atelier::stylize::stroke::StrokeScale,
+    /// Where the style goes, as for `stylize --mask` (white = full strength, black = the
+    /// video); resized to the frames.
+    #[arg(long, value_name = "MASK.png")]
+    mask: Option<PathBuf>,
     /// Replace an existing output file.
     #[arg(long)]
     overwrite: bool,
@@ -55,6 +59,13 @@ fn parse_stability(s: &str) -> Result<f64, String> {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Check the tools and the input before loading a model or a device.
     let info = atelier::video::probe(&a.input)?;
+    let mask = match &a.mask {
+        Some(p) => Some(atelier::stylize::mask::to_luma(
+            &atelier::image_io::load_rgb(p)
+                .map_err(|e| anyhow::anyhow!("cannot read the mask {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
     let model = Registry::from_env().resolve(&a.style)?;
     let device = open_device(a.device, false)?;
     let stylizer = Stylizer::load(&model, &device)?;
@@ -81,6 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         stability: a.stability,
         overwrite: a.overwrite,
         stroke_scale: a.stroke_scale.factor(w, h),
+        mask,
     };
     let mut on_frame = |done: u64, total: Option<u64>| {
         if let Some(t) = total {
