@@ -346,3 +346,64 @@ fn an_export_saves_its_session_and_reopening_it_restores_settings_and_mask() {
     h.run();
     assert!(h.state().state.doc.as_ref().unwrap().mask.is_none());
 }
+
+/// Through the real blend shader: a reopened session's mask keeps the photo on the left
+/// of the canvas and puts the (grey) style on the right.
+#[test]
+#[ignore = "needs a display (run by .ci/run under Xvfb with Mesa's Vulkan)"]
+fn the_blend_shader_applies_the_mask_in_a_real_window() {
+    let e = env();
+    // A random network whose output sits mid-grey: the styled side has no colour.
+    let mut m = common::model(Variant::Johnson);
+    m.meta.name = "Grey Style".into();
+    m.params.insert(
+        "deconv3.conv2d.bias".into(),
+        candle_core::Tensor::full(127.5f32, 3, &candle_core::Device::Cpu).unwrap(),
+    );
+    let style = e.styles.join("grey.safetensors");
+    m.save(&style, true, false).unwrap();
+    let photo =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/examples/chelsea.png");
+    let mask =
+        image::GrayImage::from_fn(40, 20, |x, _| image::Luma([if x < 20 { 0 } else { 255 }]));
+    mask.save(e.root.join("s.png.mask.png")).unwrap();
+    let session = serde_json::json!({
+        "version": 1, "photo": photo, "style": style, "strength": 1.0,
+        "preserve_colors": false, "stroke_scale": 1.0, "mask": "s.png.mask.png"
+    });
+    let sidecar = e.root.join("s.png.atelier.json");
+    std::fs::write(&sidecar, session.to_string()).unwrap();
+    let shot = e.root.join("shot.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(["--device", "cpu", "--open"])
+        .arg(&sidecar)
+        .args(["--style", "Grey Style", "--screenshot"])
+        .arg(&shot)
+        .env("ATELIER_DATA_DIR", &e.root)
+        .env("ATELIER_MODELS_DIR", e.root.join("no-bundled"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&shot).unwrap().into_rgb8();
+    let (w, h) = img.dimensions();
+    // Mean saturation (max − min channel) of a patch of the canvas.
+    let saturation = |fx: f32| {
+        let patch =
+            image::imageops::crop_imm(&img, (w as f32 * fx) as u32, h * 2 / 5, w / 10, h / 5)
+                .to_image();
+        patch
+            .pixels()
+            .map(|p| (p.0.iter().max().unwrap() - p.0.iter().min().unwrap()) as f64)
+            .sum::<f64>()
+            / f64::from(patch.width() * patch.height())
+    };
+    let (left, right) = (saturation(0.15), saturation(0.55));
+    assert!(
+        left > 2.0 * right + 5.0,
+        "photo side {left:.1}, styled side {right:.1}"
+    );
+}
