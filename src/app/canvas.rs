@@ -196,7 +196,14 @@ impl CanvasPanel {
             [d.x, d.y]
         };
         let painting = self.brush.is_some() && !self.dragging_split;
-        if painting && (response.drag_started() || response.clicked()) {
+        if painting && response.drag_started() {
+            // From where the button went down: egui calls it a drag only once the pointer
+            // has moved a few points, and the stroke must not start there.
+            let origin = ui.input(|i| i.pointer.press_origin());
+            if let (Some(o), Some(p)) = (origin, response.interact_pointer_pos()) {
+                out.push(Command::Paint(vec![to_display(o), to_display(p)]));
+            }
+        } else if painting && response.clicked() {
             if let Some(p) = response.interact_pointer_pos() {
                 out.push(Command::Paint(vec![to_display(p)]));
             }

@@ -202,8 +202,10 @@ fn run_one(
     let photo = &*r.photo;
     let (w, h) = photo.dimensions();
     let side = crate::stylize::preview_side(device);
-    // Worth it only when the full pass is several times the preview's work.
-    if r.preview && w.max(h) > 2 * side {
+    // Worth it only when the full pass is several times the preview's work (the network
+    // runs at 1/stroke scale of the photo's size).
+    let (nw, nh) = crate::stylize::stroke::network_size(w, h, r.stroke_scale);
+    if r.preview && nw.max(nh) > 2 * side {
         let t = Instant::now();
         let mut hooks = Hooks {
             cancel: Some(cancel),
