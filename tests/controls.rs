@@ -242,3 +242,45 @@ fn video_takes_a_stroke_scale_and_a_mask() {
     // Video compression keeps the left near, not equal to, the input.
     assert!(left * 3.0 < right, "left {left:.1}, right {right:.1}");
 }
+
+#[test]
+fn auto_gives_a_large_and_a_small_photo_of_one_scene_the_same_strokes() {
+    use atelier::stylize::stroke::StrokeScale;
+    use atelier::stylize::{Hooks, Stylizer, Tiling};
+    // A trained style: a random network paints no strokes to compare.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let s = Stylizer::load(
+        &root.join("models/udnie.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let scene = image::open(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/examples/coffee.png"),
+    )
+    .unwrap()
+    .into_rgb8();
+    let resize = |img: &RgbImage, w, h| {
+        image::imageops::resize(img, w, h, image::imageops::FilterType::Lanczos3)
+    };
+    let (large, small) = (resize(&scene, 1200, 800), resize(&scene, 600, 400));
+    let run = |photo: &RgbImage, scale: StrokeScale| {
+        let f = scale.factor(photo.width(), photo.height());
+        let out = s
+            .stylize_raw_scaled(photo, Tiling::Off, f, &mut Hooks::default())
+            .unwrap();
+        // Compared at the small photo's size.
+        resize(&out, 600, 400)
+    };
+    let auto = common::psnr(
+        &run(&large, StrokeScale::Auto),
+        &run(&small, StrokeScale::Auto),
+    );
+    let fixed = common::psnr(
+        &run(&large, StrokeScale::Fixed(1.0)),
+        &run(&small, StrokeScale::Fixed(1.0)),
+    );
+    assert!(
+        auto > fixed + 3.0,
+        "auto {auto:.1} dB apart vs scale 1 {fixed:.1} dB"
+    );
+}
