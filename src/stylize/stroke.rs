@@ -104,7 +104,7 @@ impl Stylizer {
     pub fn stylize_frame_scaled(
         &self,
         frame: &RgbImage,
-        temporal: &mut crate::model::layers::TemporalStats,
+        temporal: &mut super::TemporalStats,
         scale: f32,
         hooks: &mut Hooks,
     ) -> Result<RgbImage> {
