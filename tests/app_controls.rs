@@ -407,3 +407,44 @@ fn the_blend_shader_applies_the_mask_in_a_real_window() {
         "photo side {left:.1}, styled side {right:.1}"
     );
 }
+
+#[test]
+fn the_stroke_size_restyles_once_and_undo_brings_back_the_cached_result() {
+    let e = env();
+    let mut h = harness(&e);
+    styled_photo(&e, &mut h, 96, 64);
+    let first = h
+        .state()
+        .state
+        .doc
+        .as_ref()
+        .unwrap()
+        .result
+        .clone()
+        .unwrap();
+    // The photo is small: Auto picks the finest strokes it allows (0.5).
+    h.get_by_label("Auto").click();
+    h.step();
+    assert_eq!(h.state().settings.stroke_scale, 0.5);
+    run_until(&mut h, "the finer result", Duration::from_secs(60), |a| {
+        a.state
+            .doc
+            .as_ref()
+            .is_some_and(|d| d.result.is_some() && d.result_scale == 0.5)
+    });
+    let doc = h.state().state.doc.as_ref().unwrap();
+    let finer = doc.result.clone().unwrap();
+    assert_eq!(finer.0.dimensions(), (96, 64), "the same output size");
+    assert_ne!(*finer.0, *first.0);
+    assert_eq!(h.state().cache.len(), 2, "one result per stroke size");
+
+    h.state_mut().execute(Command::Undo);
+    h.run();
+    assert_eq!(h.state().settings.stroke_scale, 1.0);
+    let doc = h.state().state.doc.as_ref().unwrap();
+    assert!(doc.job.is_none(), "from the cache, no network run");
+    assert!(std::sync::Arc::ptr_eq(
+        &doc.result.as_ref().unwrap().0,
+        &first.0
+    ));
+}

@@ -70,6 +70,8 @@ pub enum Command {
     ClearMask,
     /// The stroke-scale slider was let go: restyle at the new scale.
     StrokeScaleChanged,
+    /// Set the stroke scale for the open photo as `--stroke-scale auto` would, and restyle.
+    AutoStrokeScale,
     /// Take the brush in hand (drags paint) or put it down (drags pan).
     ToggleBrush,
     Undo,
@@ -165,6 +167,15 @@ impl AtelierApp {
             Command::ClearMask => self.edit_mask(false),
             Command::ToggleBrush => self.settings.brush.active ^= true,
             Command::StrokeScaleChanged => self.restyle(),
+            Command::AutoStrokeScale => {
+                if let Some(d) = &self.state.doc {
+                    let (w, h) = d.photo.dimensions();
+                    let s = crate::stylize::stroke::StrokeScale::Auto.factor(w, h);
+                    // Two decimals, as the slider shows it.
+                    self.settings.stroke_scale = (s * 100.0).round() / 100.0;
+                    self.restyle();
+                }
+            }
             Command::Undo => self.undo(),
             Command::Redo => self.redo(),
             Command::ToggleShortcuts => self.state.show_shortcuts ^= true,

@@ -68,6 +68,16 @@ pub fn menu_bar(
         if scale.drag_stopped() || (scale.changed() && !scale.dragged()) {
             out.push(Command::StrokeScaleChanged);
         }
+        if ui
+            .add_enabled(state.has_photo, egui::Button::new("Auto"))
+            .on_hover_text(
+                "Stroke size for this photo as on a 1024-pixel picture, so large and small \
+                 photos get strokes of the same size relative to the picture",
+            )
+            .clicked()
+        {
+            out.push(Command::AutoStrokeScale);
+        }
         let colours = ui
             .checkbox(&mut settings.preserve_colors, "Keep photo colours")
             .on_hover_text("Take the brush strokes from the style and the colours from the photo");
