@@ -248,14 +248,7 @@ pub fn available_devices() -> Vec<(&'static str, &'static str, &'static str)> {
 /// Reads this frame's shortcuts; returns whether the original is to be shown instead of
 /// the result (Space held).
 pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
-    // Redo first: a plain Ctrl+Z shortcut would also match Ctrl+Shift+Z.
-    let redo = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
-    if ctx.input_mut(|i| i.consume_shortcut(&redo)) {
-        out.push(Command::Redo);
-    }
     let chords = [
-        (Key::Z, Command::Undo),
-        (Key::Y, Command::Redo),
         (Key::O, Command::OpenDialog),
         (Key::S, Command::SaveDialog),
         (Key::E, Command::Export),
@@ -272,9 +265,21 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
     if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F1)) {
         out.push(Command::ToggleShortcuts);
     }
-    // Typing in a field (the search, a rename, the training form) is not a shortcut.
+    // Typing in a field (the search, a rename, the training form) is not a shortcut, and
+    // Ctrl+Z there undoes the typing.
     if ctx.memory(|m| m.focused().is_some()) {
         return false;
+    }
+    // Redo first: a plain Ctrl+Z shortcut would also match Ctrl+Shift+Z.
+    let undo_keys = [
+        (Modifiers::COMMAND | Modifiers::SHIFT, Key::Z, Command::Redo),
+        (Modifiers::COMMAND, Key::Z, Command::Undo),
+        (Modifiers::COMMAND, Key::Y, Command::Redo),
+    ];
+    for (modifiers, key, command) in undo_keys {
+        if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(modifiers, key))) {
+            out.push(command);
+        }
     }
     out.extend(ctx.input(|i| {
         i.events
