@@ -87,7 +87,7 @@ pub struct AtelierApp {
     pub title: String,
     /// Results computed this session, per (photo, style).
     pub cache: cache::ResultCache,
-    /// Undo and redo of style, strength, colour and mask edits.
+    /// Undo and redo of style, strength, colour, stroke size and mask edits.
     pub history: history::History,
     /// Set when `--screenshot` could not be produced; `run` exits non-zero.
     pub failed: Arc<AtomicBool>,

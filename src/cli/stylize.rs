@@ -149,7 +149,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 "{}",
                 // JSON holds text: a name that is not UTF-8 is shown lossily (the
                 // files themselves were read and written under their real names).
-                serde_json::json!({"input": input.to_string_lossy(), "output": out.to_string_lossy(), "ok": true, "width": w, "height": h, "ms": ms})
+                serde_json::json!({"input": input.to_string_lossy(), "output": out.to_string_lossy(), "ok": true, "width": w, "height": h, "stroke_scale": a.stroke_scale.factor(*w, *h), "ms": ms})
             ),
             Ok(_) => eprintln!("{} → {} ({:.0} ms)", input.display(), out.display(), ms),
             Err(e) => {
