@@ -235,6 +235,17 @@ fn undo_and_redo_step_through_strokes_strength_and_colour() {
     h.run();
     assert_eq!(mask_at(&h, w / 2, y2), 0);
 
+    // Ctrl+Z while typing in the style search is the field's, not the picture's.
+    h.get_by_role(egui::accesskit::Role::TextInput).focus();
+    h.run();
+    let before = h.state().history.can_redo();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run();
+    assert_eq!(mask_at(&h, w / 2, y2), 0, "the stroke stays");
+    assert_eq!(h.state().history.can_redo(), before);
+    h.key_press(Key::Escape);
+    h.run();
+
     // A new edit after undoing drops what could have been redone.
     undo(&mut h);
     h.state_mut().settings.strength = 0.7;
