@@ -1,6 +1,6 @@
 // Combines the photo and its stylised version on the canvas: strength, "keep photo
 // colours" and the before/after split happen here, per pixel, so moving the slider
-// never re-runs the network. Must agree with src/stylize/blend.rs (the CPU path used
+// never re-runs the network; the painted mask scales the strength per pixel. Must agree with src/stylize/blend.rs (the CPU path used
 // for saving): the same BT.601 luma and the same linear mix in 0..255 sRGB values.
 
 struct Uniforms {
@@ -25,6 +25,8 @@ struct Uniforms {
 @group(0) @binding(1) var photo_tex: texture_2d<f32>;
 @group(0) @binding(2) var styled_tex: texture_2d<f32>;
 @group(0) @binding(3) var samp: sampler;
+// The painted strength mask (display size, one channel): 1 = full strength, 0 = photo.
+@group(0) @binding(4) var mask_tex: texture_2d<f32>;
 
 struct VsOut {
     @builtin(position) pos: vec4<f32>,
@@ -58,12 +60,14 @@ fn fs_main(in: VsOut) -> @location(0) vec4<f32> {
     }
     let p = textureSample(photo_tex, samp, uv).rgb;
     var t = textureSample(styled_tex, samp, uv).rgb;
+    // Sampled here, not in the branch below: textureSample needs uniform control flow.
+    let m = textureSample(mask_tex, samp, uv).r;
     var c = p;
     if (u.has_styled > 0.5 && uv.x >= u.split) {
         if (u.preserve_colors > 0.5) {
             t = p + vec3(luma(t) - luma(p));
         }
-        c = clamp(mix(p, t, u.strength), vec3(0.0), vec3(1.0));
+        c = clamp(mix(p, t, u.strength * m), vec3(0.0), vec3(1.0));
     }
     if (u.target_srgb > 0.5) {
         // The textures hold sRGB-encoded values; an sRGB target would encode again.

@@ -44,6 +44,11 @@ pub struct VideoOptions {
     /// 0: per-frame statistics (flickers); up to 1: statistics smoothed over time.
     pub stability: f64,
     pub overwrite: bool,
+    /// Strokes this many times larger than the network paints at the frame's size (1 =
+    /// unchanged; see [`crate::stylize::stroke`]).
+    pub stroke_scale: f32,
+    /// Strength per pixel, as `stylize --mask` (any size; fitted to the frames).
+    pub mask: Option<image::GrayImage>,
 }
 
 /// Flicker measured during a run: mean absolute difference between consecutive output
@@ -235,6 +240,11 @@ pub fn stylize_video(
         )));
     }
     let (w, h) = output_size(info.width, info.height, opts.max_side);
+    // Fitted once: every frame has the output's size.
+    let mask = opts
+        .mask
+        .as_ref()
+        .map(|m| crate::stylize::mask::fit(m, w, h));
     let frame_bytes = crate::alloc::rgb_len(w, h).ok_or_else(|| Error::OutOfMemory {
         what: format!("{w}×{h} video frames"),
         bytes: u64::MAX,
@@ -377,13 +387,16 @@ pub fn stylize_video(
             cancel,
             ..Default::default()
         };
-        let mut styled = stylizer.stylize_frame(&frame, &mut temporal, &mut hooks)?;
+        let mut styled =
+            stylizer.stylize_frame_scaled(&frame, &mut temporal, opts.stroke_scale, &mut hooks)?;
         lap(1, &mut stages);
         if let (Some(pi), Some(ps)) = (&prev_in, &prev_styled) {
             styled = settle(pi, &frame, ps, &styled, opts.stability as f32);
         }
         prev_styled = Some(styled.clone());
-        let out = if opts.strength < 1.0 || opts.preserve_colors {
+        let out = if let Some(m) = &mask {
+            blend::blend_masked(&frame, &styled, opts.strength, opts.preserve_colors, m)
+        } else if opts.strength < 1.0 || opts.preserve_colors {
             blend::blend(&frame, &styled, opts.strength, opts.preserve_colors)
         } else {
             styled

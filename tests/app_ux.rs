@@ -119,8 +119,13 @@ fn export_writes_into_pictures_under_a_free_name_without_a_portal() {
         h.get_by_label("Open folder");
         h.state_mut().state.notice = None;
     }
-    // Nothing was overwritten: two files, no temporaries left.
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    // Nothing was overwritten: two pictures (each with its session), no temporaries left.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".atelier.json"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }
 
 #[test]

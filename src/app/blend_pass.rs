@@ -29,6 +29,7 @@ pub struct BlendResources {
     uniforms: wgpu::Buffer,
     photo: Option<wgpu::Texture>,
     styled: Option<wgpu::Texture>,
+    mask: Option<wgpu::Texture>,
     bind_group: Option<wgpu::BindGroup>,
     target_srgb: bool,
 }
@@ -71,6 +72,7 @@ pub fn install(rs: &egui_wgpu::RenderState) -> u32 {
                 ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
                 count: None,
             },
+            tex_entry(4),
         ],
     });
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -121,6 +123,7 @@ pub fn install(rs: &egui_wgpu::RenderState) -> u32 {
             uniforms,
             photo: None,
             styled: None,
+            mask: None,
             bind_group: None,
             target_srgb: rs.target_format.is_srgb(),
         });
@@ -180,12 +183,14 @@ fn write_region(queue: &wgpu::Queue, tex: &wgpu::Texture, x: u32, y: u32, img: &
 
 impl BlendResources {
     fn rebind(&mut self, device: &wgpu::Device) {
-        let (Some(photo), Some(styled)) = (&self.photo, &self.styled) else {
+        let (Some(photo), Some(styled), Some(mask)) = (&self.photo, &self.styled, &self.mask)
+        else {
             self.bind_group = None;
             return;
         };
         let pv = photo.create_view(&Default::default());
         let sv = styled.create_view(&Default::default());
+        let mv = mask.create_view(&Default::default());
         self.bind_group = Some(device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("atelier blend"),
             layout: &self.layout,
@@ -206,6 +211,10 @@ impl BlendResources {
                     binding: 3,
                     resource: wgpu::BindingResource::Sampler(&self.sampler),
                 },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: wgpu::BindingResource::TextureView(&mv),
+                },
             ],
         }));
     }
@@ -222,7 +231,81 @@ pub fn set_photo(rs: &egui_wgpu::RenderState, photo: &RgbImage) {
     write_region(&rs.queue, &p, 0, 0, photo);
     res.photo = Some(p);
     res.styled = Some(new_texture(&rs.device, w, h));
+    res.mask = Some(new_mask_texture(&rs.device, &rs.queue, w, h));
     res.rebind(&rs.device);
+}
+
+/// A display-size mask texture, all full strength (no mask painted).
+fn new_mask_texture(device: &wgpu::Device, queue: &wgpu::Queue, w: u32, h: u32) -> wgpu::Texture {
+    let tex = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("atelier mask"),
+        size: wgpu::Extent3d {
+            width: w.max(1),
+            height: h.max(1),
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::R8Unorm,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let full = image::GrayImage::from_pixel(w.max(1), h.max(1), image::Luma([255]));
+    write_mask_region(queue, &tex, &full, [0, 0, w.max(1), h.max(1)]);
+    tex
+}
+
+/// Uploads `rect` (x0, y0, x1, y1) of the display-size mask; `None` is no mask (all
+/// full strength). Only the painted rectangle travels, so a brush stroke costs little.
+pub fn write_mask(rs: &egui_wgpu::RenderState, mask: Option<&image::GrayImage>, rect: [u32; 4]) {
+    let renderer = rs.renderer.read();
+    let Some(tex) = renderer
+        .callback_resources
+        .get::<BlendResources>()
+        .and_then(|r| r.mask.as_ref())
+    else {
+        return;
+    };
+    let (w, h) = (tex.width(), tex.height());
+    match mask {
+        Some(m) if m.dimensions() == (w, h) => write_mask_region(&rs.queue, tex, m, rect),
+        _ => {
+            let full = image::GrayImage::from_pixel(w, h, image::Luma([255]));
+            write_mask_region(&rs.queue, tex, &full, [0, 0, w, h]);
+        }
+    }
+}
+
+fn write_mask_region(queue: &wgpu::Queue, tex: &wgpu::Texture, m: &image::GrayImage, r: [u32; 4]) {
+    let [x0, y0, x1, y1] = [r[0], r[1], r[2].min(m.width()), r[3].min(m.height())];
+    if x1 <= x0 || y1 <= y0 {
+        return;
+    }
+    let stride = m.width() as usize;
+    let bytes: Vec<u8> = (y0..y1)
+        .flat_map(|y| &m.as_raw()[y as usize * stride + x0 as usize..][..(x1 - x0) as usize])
+        .copied()
+        .collect();
+    queue.write_texture(
+        wgpu::TexelCopyTextureInfo {
+            texture: tex,
+            mip_level: 0,
+            origin: wgpu::Origin3d { x: x0, y: y0, z: 0 },
+            aspect: wgpu::TextureAspect::All,
+        },
+        &bytes,
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(x1 - x0),
+            rows_per_image: Some(y1 - y0),
+        },
+        wgpu::Extent3d {
+            width: x1 - x0,
+            height: y1 - y0,
+            depth_or_array_layers: 1,
+        },
+    );
 }
 
 /// Writes stylised pixels at (x, y) of the display-size stylised texture.

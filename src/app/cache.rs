@@ -43,6 +43,16 @@ pub fn photo_key(photo: &RgbImage) -> u64 {
     h.finish()
 }
 
+/// [`photo_key`] for a result at stroke scale `scale`: a result at another scale is
+/// another picture. Scale 1 keeps the plain key.
+pub fn scaled_key(photo: u64, scale: f32) -> u64 {
+    if scale == 1.0 {
+        photo
+    } else {
+        photo ^ u64::from(scale.to_bits()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
 pub struct ResultCache {
     /// Oldest use first.
     entries: VecDeque<(Key, Arc<RgbImage>)>,

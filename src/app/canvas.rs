@@ -35,6 +35,8 @@ pub struct CanvasPanel {
     pub last_image_rect: Option<Rect>,
     /// Files are held over the window (drawn highlighted); tests read it.
     pub drop_hover: bool,
+    /// The strength brush's radius in photo pixels while it is in hand: drags paint.
+    pub brush: Option<f32>,
     dragging_split: bool,
 }
 
@@ -48,6 +50,7 @@ impl Default for CanvasPanel {
             last_uniforms: None,
             last_image_rect: None,
             drop_hover: false,
+            brush: None,
             dragging_split: false,
         }
     }
@@ -188,8 +191,30 @@ impl CanvasPanel {
                 _ => false,
             };
         }
+        let to_display = |p: Pos2| {
+            let d = (p - rect.min) / self.zoom;
+            [d.x, d.y]
+        };
+        let painting = self.brush.is_some() && !self.dragging_split;
+        if painting && response.drag_started() {
+            // From where the button went down: egui calls it a drag only once the pointer
+            // has moved a few points, and the stroke must not start there.
+            let origin = ui.input(|i| i.pointer.press_origin());
+            if let (Some(o), Some(p)) = (origin, response.interact_pointer_pos()) {
+                out.push(Command::Paint(vec![to_display(o), to_display(p)]));
+            }
+        } else if painting && response.clicked() {
+            if let Some(p) = response.interact_pointer_pos() {
+                out.push(Command::Paint(vec![to_display(p)]));
+            }
+        }
         if response.dragged() {
-            if self.dragging_split {
+            if painting {
+                if let Some(p) = response.interact_pointer_pos() {
+                    let from = p - response.drag_delta();
+                    out.push(Command::Paint(vec![to_display(from), to_display(p)]));
+                }
+            } else if self.dragging_split {
                 if let Some(p) = response.interact_pointer_pos() {
                     self.split = Some(((p.x - rect.min.x) / rect.width()).clamp(0.0, 1.0));
                 }
@@ -198,7 +223,7 @@ impl CanvasPanel {
                 self.fit = false;
             }
         }
-        if response.double_clicked() {
+        if response.double_clicked() && self.brush.is_none() {
             self.fit = true;
         }
         let rect = self.image_rect(canvas, size);
@@ -250,6 +275,13 @@ impl CanvasPanel {
                 let uv_left = Rect::from_min_max(Pos2::ZERO, Pos2::new(s, 1.0));
                 painter.image(p.id(), left, uv_left, Color32::WHITE);
             }
+        }
+        if let (Some(radius), Some(p)) = (self.brush, response.hover_pos()) {
+            // The brush's footprint, in screen points.
+            let r = radius * input.display_scale * self.zoom;
+            painter.circle_stroke(p, r, Stroke::new(2.5, Color32::from_black_alpha(160)));
+            painter.circle_stroke(p, r, Stroke::new(1.0, Color32::WHITE));
+            ui.ctx().set_cursor_icon(egui::CursorIcon::Crosshair);
         }
         if let Some(s) = self.split {
             let x = rect.lerp_inside(Vec2::new(s, 0.0)).x;

@@ -18,6 +18,8 @@ pub enum Command {
     /// Open a path as what it is: a photo, a video, or a model to add to the styles
     /// (a drop, a recent file, `--open`).
     Open(PathBuf),
+    /// Ask for a session (`.atelier.json`, saved beside each export) to reopen.
+    OpenSessionDialog,
     /// Read an image from the clipboard.
     Paste,
     /// An image pasted with Ctrl+V, as egui delivered it.
@@ -72,6 +74,20 @@ pub enum Command {
     TryExample,
     /// Show or hide the keyboard shortcuts.
     ToggleShortcuts,
+    /// Paint the strength mask along these points (display pixels) with the brush.
+    Paint(Vec<[f32; 2]>),
+    /// Swap where the style goes and where it does not.
+    InvertMask,
+    /// Remove the mask: full strength everywhere.
+    ClearMask,
+    /// The stroke-scale slider was let go: restyle at the new scale.
+    StrokeScaleChanged,
+    /// Set the stroke scale for the open photo as `--stroke-scale auto` would, and restyle.
+    AutoStrokeScale,
+    /// Take the brush in hand (drags paint) or put it down (drags pan).
+    ToggleBrush,
+    Undo,
+    Redo,
     /// Close the window (settings are saved as on any close).
     Quit,
 }
@@ -81,6 +97,7 @@ impl AtelierApp {
         match command {
             Command::OpenDialog => self.browse(Purpose::Open),
             Command::Open(p) => self.open(p),
+            Command::OpenSessionDialog => self.browse(Purpose::Session),
             Command::Paste => self.jobs.spawn(Job::Paste),
             Command::PasteImage(image) => self.jobs.spawn(Job::PasteImage(image)),
             Command::SaveDialog => self.save_dialog(),
@@ -194,6 +211,22 @@ impl AtelierApp {
                     crate::model::registry::data_dir().join("examples"),
                 ));
             }
+            Command::Paint(points) => self.paint(&points),
+            Command::InvertMask => self.edit_mask(true),
+            Command::ClearMask => self.edit_mask(false),
+            Command::ToggleBrush => self.settings.brush.active ^= true,
+            Command::StrokeScaleChanged => self.restyle(),
+            Command::AutoStrokeScale => {
+                if let Some(d) = &self.state.doc {
+                    let (w, h) = d.photo.dimensions();
+                    let s = crate::stylize::stroke::StrokeScale::Auto.factor(w, h);
+                    // Two decimals, as the slider shows it.
+                    self.settings.stroke_scale = (s * 100.0).round() / 100.0;
+                    self.restyle();
+                }
+            }
+            Command::Undo => self.undo(),
+            Command::Redo => self.redo(),
             Command::ToggleShortcuts => self.state.show_shortcuts ^= true,
             Command::Quit => self.ctx.send_viewport_cmd(egui::ViewportCommand::Close),
         }
@@ -212,16 +245,16 @@ impl AtelierApp {
         let Some(style) = self.gallery.selected.clone() else {
             return;
         };
-        if self
-            .state
-            .doc
-            .as_ref()
-            .is_none_or(|d| d.result.as_ref().is_some_and(|(_, s)| *s == style))
-        {
+        if self.state.doc.as_ref().is_none_or(|d| {
+            d.result.as_ref().is_some_and(|(_, s)| *s == style)
+                && d.result_scale == self.settings.stroke_scale
+        }) {
             return;
         }
+        let scale = self.settings.stroke_scale;
         let doc = self.state.doc.as_mut().expect("checked above");
-        if let Some(image) = self.cache.get(&Key::new(doc.key, &style)) {
+        let key = Key::new(super::cache::scaled_key(doc.key, scale), &style);
+        if let Some(image) = self.cache.get(&key) {
             self.worker.cancel();
             doc.job = None;
             doc.progress = None;
@@ -236,17 +269,20 @@ impl AtelierApp {
             self.display.write_styled(0, 0, &shown);
             doc.styled_display = Some(shown);
             doc.result = Some((image, style));
+            doc.result_scale = scale;
             self.display.invalidate();
             return;
         }
         let id = self.state.next_id();
         let doc = self.state.doc.as_mut().expect("checked above");
         doc.job = Some((id, style.clone()));
+        doc.job_scale = scale;
         doc.progress = None;
         // The timings shown are those of the result on screen, which is being replaced.
         doc.preview_ms = None;
         doc.full_ms = None;
-        self.worker.stylize(id, doc.photo.clone(), style, true);
+        self.worker
+            .stylize(id, doc.photo.clone(), style, scale, true);
     }
 
     /// Re-reads the style folders; their pictures load in a job.
@@ -257,6 +293,10 @@ impl AtelierApp {
     }
 
     fn open(&mut self, path: PathBuf) {
+        if super::session::is_session(&path) {
+            self.inform(format!("Opening the session {}…", path.display()));
+            return self.jobs.spawn(Job::OpenSession(path));
+        }
         let job = match kind_of(&path) {
             Kind::Model => return self.import(path),
             Kind::Video => Job::ProbeVideo(path.clone()),
@@ -348,7 +388,7 @@ impl AtelierApp {
     fn picked(&mut self, purpose: Purpose, p: PathBuf) {
         self.state.browser = None;
         match purpose {
-            Purpose::Open => self.open(p),
+            Purpose::Open | Purpose::Session => self.open(p),
             Purpose::Import => self.import(p),
             // The importer makes an instant style of any image.
             Purpose::StylePainting => self.import(p),
@@ -389,7 +429,7 @@ impl AtelierApp {
     /// Writes the result blended as shown; `free_name` picks `name-2.png`… when taken.
     fn save_job(&mut self, path: PathBuf, overwrite: bool, free_name: bool) {
         let Some(doc) = &self.state.doc else { return };
-        let Some((styled, _)) = doc.result.clone() else {
+        let Some((styled, styled_with)) = doc.result.clone() else {
             return;
         };
         self.state.notice = Some(Notice::Info(format!("Saving {}…", path.display())));
@@ -400,6 +440,16 @@ impl AtelierApp {
             source: doc.path.clone(),
             strength: self.settings.strength,
             preserve_colors: self.settings.preserve_colors,
+            mask: doc.mask.clone(),
+            session: doc.path.as_ref().map(|photo| super::session::Session {
+                version: 1,
+                photo: photo.clone(),
+                style: styled_with.clone(),
+                strength: self.settings.strength,
+                preserve_colors: self.settings.preserve_colors,
+                stroke_scale: doc.result_scale,
+                mask: None,
+            }),
             jpeg_quality: self.settings.jpeg_quality,
             overwrite,
             free_name,
@@ -447,6 +497,9 @@ impl AtelierApp {
             max_side: None,
             stability: 0.9,
             overwrite,
+            stroke_scale: self.settings.stroke_scale,
+            // A scrubbed frame's painted mask belongs to that frame only.
+            mask: None,
         };
         self.state.notice = Some(Notice::Info(format!("Exporting {}…", output.display())));
         let job = v.start_export(ExportJob {

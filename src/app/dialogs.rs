@@ -21,6 +21,8 @@ pub enum Purpose {
     Open,
     /// A model file to import.
     Import,
+    /// A session sidecar (`.atelier.json`) to reopen.
+    Session,
     /// Where to save the result; the suggested name.
     SaveImage(String),
     /// Where to export the open video; the suggested name.
@@ -40,6 +42,7 @@ impl Purpose {
         match self {
             Purpose::Open => "Open a photo or video",
             Purpose::Import => "Import a style",
+            Purpose::Session => "Open a session",
             Purpose::SaveImage(_) => "Save the result",
             Purpose::ExportVideo(_) => "Export the video",
             Purpose::Painting => "Choose the painting",
@@ -58,6 +61,7 @@ impl Purpose {
                 .copied()
                 .collect(),
             Purpose::Import => MODEL_EXTENSIONS.to_vec(),
+            Purpose::Session => vec!["json"],
             Purpose::SaveImage(_) => vec!["png", "jpg", "jpeg", "webp"],
             Purpose::ExportVideo(_) => vec!["mp4", "mkv", "webm"],
             Purpose::Painting | Purpose::StylePainting => IMAGE_EXTENSIONS.to_vec(),
@@ -107,6 +111,7 @@ pub fn native(purpose: &Purpose, dir: Option<&Path>) -> Native {
             .add_filter("Matroska", &["mkv"])
             .add_filter("WebM", &["webm"]),
         Purpose::Import => d.add_filter("Models", &exts),
+        Purpose::Session => d.add_filter("Atelier sessions", &exts),
         Purpose::Painting | Purpose::StylePainting => d.add_filter("Images", &exts),
         Purpose::PhotoFolder | Purpose::RunFolder => d,
     };

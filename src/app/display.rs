@@ -53,6 +53,14 @@ impl Display {
         self.dirty = true;
     }
 
+    /// The painted mask changed inside `rect` (display pixels); `None` is no mask.
+    pub fn write_mask(&mut self, mask: Option<&image::GrayImage>, rect: [u32; 4]) {
+        if let Some(rs) = &self.wgpu {
+            blend_pass::write_mask(rs, mask, rect);
+        }
+        self.dirty = true;
+    }
+
     /// The blend inputs changed.
     pub fn invalidate(&mut self) {
         self.dirty = true;
@@ -65,12 +73,23 @@ impl Display {
         }
         self.dirty = false;
         if let Some((doc, styled)) = doc.and_then(|d| Some((d, d.styled_display.as_ref()?))) {
-            let img = crate::stylize::blend::blend(
-                &doc.display_photo,
-                styled,
-                settings.strength,
-                settings.preserve_colors,
-            );
+            let img = match &doc.mask {
+                Some(mask) if mask.dimensions() == styled.dimensions() => {
+                    crate::stylize::blend::blend_masked(
+                        &doc.display_photo,
+                        styled,
+                        settings.strength,
+                        settings.preserve_colors,
+                        mask,
+                    )
+                }
+                _ => crate::stylize::blend::blend(
+                    &doc.display_photo,
+                    styled,
+                    settings.strength,
+                    settings.preserve_colors,
+                ),
+            };
             self.fallback = Some(texture_of(ctx, "styled", &img));
         }
     }

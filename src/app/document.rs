@@ -1,6 +1,6 @@
 //! The open photo and what has been made of it so far.
 
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,8 +18,14 @@ pub struct Document {
     pub display_scale: f32,
     /// Display-size stylised pixels as they arrive (preview, then tiles).
     pub styled_display: Option<RgbImage>,
+    /// The painted strength mask at display size; `None` is full strength everywhere.
+    /// Shared with the undo history, which keeps the masks before each stroke.
+    pub mask: Option<Arc<GrayImage>>,
     /// The finished full-resolution result and the style that made it.
     pub result: Option<(Arc<RgbImage>, PathBuf)>,
+    /// The stroke scale `result` was made at, and that of the request in flight.
+    pub result_scale: f32,
+    pub job_scale: f32,
     /// The request in flight, its style and how far it got.
     pub job: Option<(u64, PathBuf)>,
     /// The full-resolution pass in flight, once the worker started it.
@@ -50,8 +56,11 @@ impl Document {
             display_scale: dw as f32 / w.max(1) as f32,
             display_photo,
             styled_display: None,
+            mask: None,
             result: None,
             job: None,
+            result_scale: 1.0,
+            job_scale: 1.0,
             progress: None,
             preview_ms: None,
             full_ms: None,

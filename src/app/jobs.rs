@@ -39,6 +39,8 @@ pub enum Job {
         time_s: f64,
     },
     Save(SaveJob),
+    /// Read a session sidecar and its mask.
+    OpenSession(PathBuf),
     /// Add a model to the user's styles under a name no style has.
     Import {
         src: PathBuf,
@@ -74,10 +76,14 @@ pub struct SaveJob {
     pub source: Option<PathBuf>,
     pub strength: f32,
     pub preserve_colors: bool,
+    /// The painted strength mask (display size), scaled to the photo when saving.
+    pub mask: Option<Arc<image::GrayImage>>,
     pub jpeg_quality: u8,
     pub overwrite: bool,
     /// When `path` is taken, write `stem-2.ext`, `stem-3.ext`… instead (Export).
     pub free_name: bool,
+    /// Written beside the picture, so the work can be reopened (photos with a file only).
+    pub session: Option<super::session::Session>,
 }
 
 /// A whole video stylised; `frames_done` and `cancel` are shared with the video panel.
@@ -106,6 +112,7 @@ pub enum JobResult {
         image: Result<RgbImage>,
     },
     Saved(Result<PathBuf>),
+    Session(Result<(super::session::Session, Option<image::GrayImage>)>),
     Imported(Result<Installed>),
     Trained(Result<PathBuf>),
     Exported {
@@ -179,6 +186,7 @@ impl Job {
             Job::Example(_) => "example",
             Job::VideoFrame { .. } => "frame",
             Job::Save(_) => "save",
+            Job::OpenSession(_) => "session",
             Job::Import { .. } => "import",
             Job::Mix { .. } => "mix",
             Job::InstallTrained { .. } => "install",
@@ -219,6 +227,7 @@ impl Job {
                 image: crate::video::frame_at(&path, time_s, Some(SCRUB_MAX_SIDE)),
             }),
             Job::Save(job) => send(JobResult::Saved(save(job))),
+            Job::OpenSession(path) => send(JobResult::Session(super::session::read(&path))),
             Job::Import { src, registry } => {
                 let opts = ImportOptions {
                     name: None,
@@ -307,6 +316,18 @@ fn rgb_of(image: &egui::ColorImage) -> RgbImage {
 }
 
 fn save(job: SaveJob) -> Result<PathBuf> {
+    let saved = save_picture(&job)?;
+    if let Some(s) = job.session.clone() {
+        // The picture is what was asked for: a sidecar that cannot be written must not
+        // turn its save into a failure.
+        if let Err(e) = super::session::write(&saved, s, job.mask.as_deref(), job.overwrite) {
+            eprintln!("atelier: no session saved beside {}: {e}", saved.display());
+        }
+    }
+    Ok(saved)
+}
+
+fn save_picture(job: &SaveJob) -> Result<PathBuf> {
     let path = job.path.clone();
     let format = match OutputFormat::from_path(&path)? {
         OutputFormat::Jpeg { .. } => OutputFormat::Jpeg {
@@ -326,8 +347,22 @@ fn save(job: SaveJob) -> Result<PathBuf> {
             "that is the photo you opened; choose another file name",
         ));
     }
-    let out =
-        crate::stylize::blend::blend(&job.photo, &job.styled, job.strength, job.preserve_colors);
+    let out = match &job.mask {
+        // The same masked blend as `atelier stylize --mask`, at full resolution.
+        Some(mask) => {
+            let (w, h) = job.photo.dimensions();
+            crate::stylize::blend::blend_masked(
+                &job.photo,
+                &job.styled,
+                job.strength,
+                job.preserve_colors,
+                &crate::stylize::mask::fit(mask, w, h),
+            )
+        }
+        None => {
+            crate::stylize::blend::blend(&job.photo, &job.styled, job.strength, job.preserve_colors)
+        }
+    };
     if !job.free_name {
         image_io::save_rgb(&out, &path, format, job.overwrite)?;
         return Ok(path);

@@ -9,6 +9,9 @@ use egui::{Key, KeyboardShortcut, Modifiers};
 pub struct MenuState {
     pub can_save: bool,
     pub comparing: bool,
+    pub can_undo: bool,
+    pub can_redo: bool,
+    pub has_photo: bool,
 }
 
 pub fn menu_bar(
@@ -19,6 +22,16 @@ pub fn menu_bar(
 ) {
     ui.horizontal_wrapped(|ui| {
         ui.menu_button("File", |ui| file_menu(ui, settings, state.can_save, out));
+        ui.menu_button("Edit", |ui| {
+            let mut item = |enabled: bool, label: &str, command: Command| {
+                if ui.add_enabled(enabled, egui::Button::new(label)).clicked() {
+                    ui.close();
+                    out.push(command);
+                }
+            };
+            item(state.can_undo, "Undo (Ctrl+Z)", Command::Undo);
+            item(state.can_redo, "Redo (Ctrl+Shift+Z)", Command::Redo);
+        });
         ui.menu_button("View", |ui| view_menu(ui, settings, out));
         ui.menu_button("Help", |ui| {
             if ui.button("Keyboard shortcuts (F1)").clicked() {
@@ -40,12 +53,40 @@ pub fn menu_bar(
             .on_hover_text(
                 "Blend between the photo (0) and the full style (1); instant, no re-run",
             );
+        let scale = ui
+            .add(
+                egui::Slider::new(&mut settings.stroke_scale, 0.5..=4.0)
+                    .logarithmic(true)
+                    .fixed_decimals(2)
+                    .text("Stroke size"),
+            )
+            .on_hover_text(
+                "Brush strokes larger (2 = twice) or finer (0.5) at full resolution; \
+                 runs the style again when let go",
+            );
+        // Restyled once the slider is let go, not at every step of the drag.
+        if scale.drag_stopped() || (scale.changed() && !scale.dragged()) {
+            out.push(Command::StrokeScaleChanged);
+        }
+        if ui
+            .add_enabled(state.has_photo, egui::Button::new("Auto"))
+            .on_hover_text(
+                "Stroke size for this photo as on a 1024-pixel picture, so large and small \
+                 photos get strokes of the same size relative to the picture",
+            )
+            .clicked()
+        {
+            out.push(Command::AutoStrokeScale);
+        }
         let colours = ui
             .checkbox(&mut settings.preserve_colors, "Keep photo colours")
             .on_hover_text("Take the brush strokes from the style and the colours from the photo");
         if strength.changed() || colours.changed() {
             out.push(Command::BlendChanged);
         }
+        ui.menu_button("Mask", |ui| mask_menu(ui, settings, state.has_photo, out))
+            .response
+            .on_hover_text("Paint where the style goes (B for the brush)");
         if ui
             .selectable_label(state.comparing, "Compare")
             .on_hover_text("Before/after divider (C); hold Space to see the original")
@@ -54,6 +95,49 @@ pub fn menu_bar(
             out.push(Command::ToggleCompare);
         }
     });
+}
+
+/// The strength brush: paint where the style goes, live, without re-running the network.
+fn mask_menu(ui: &mut egui::Ui, settings: &mut Settings, has_photo: bool, out: &mut Vec<Command>) {
+    let brush = &mut settings.brush;
+    if ui
+        .add_enabled(
+            has_photo,
+            egui::Checkbox::new(&mut brush.active, "Brush (B)"),
+        )
+        .on_hover_text("Drag on the picture to paint; off: drag pans")
+        .changed()
+    {
+        ui.close();
+    }
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut brush.erase, false, "Paint style");
+        ui.radio_value(&mut brush.erase, true, "Erase style");
+    });
+    ui.add(
+        egui::Slider::new(&mut brush.radius, 2.0..=1000.0)
+            .logarithmic(true)
+            .text("Size (photo px)"),
+    );
+    ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("Hardness"));
+    ui.separator();
+    if ui
+        .add_enabled(has_photo, egui::Button::new("Invert mask"))
+        .clicked()
+    {
+        ui.close();
+        out.push(Command::InvertMask);
+    }
+    if ui
+        .add_enabled(
+            has_photo,
+            egui::Button::new("Clear mask (style everywhere)"),
+        )
+        .clicked()
+    {
+        ui.close();
+        out.push(Command::ClearMask);
+    }
 }
 
 fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &mut Vec<Command>) {
@@ -71,6 +155,7 @@ fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &m
         "Use painting as style…",
         Command::UsePaintingDialog,
     );
+    item(ui, true, "Open session…", Command::OpenSessionDialog);
     ui.menu_button("Open recent", |ui| {
         if settings.recent.is_empty() {
             ui.label("Nothing yet");
@@ -82,10 +167,7 @@ fn file_menu(ui: &mut egui::Ui, settings: &mut Settings, can_save: bool, out: &m
     ui.separator();
     item(ui, can_save, "Export (Ctrl+E)", Command::Export);
     item(ui, can_save, "Save as… (Ctrl+S)", Command::SaveDialog);
-    ui.horizontal(|ui| {
-        ui.label("JPEG quality");
-        ui.add(egui::Slider::new(&mut settings.jpeg_quality, 50..=100));
-    });
+    ui.add(egui::Slider::new(&mut settings.jpeg_quality, 50..=100).text("JPEG quality"));
     ui.separator();
     item(ui, true, "Quit (Ctrl+Q)", Command::Quit);
 }
@@ -103,6 +185,9 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Drag", "Pan (or move the compare divider)"),
     ("Double-click", "Fit"),
     ("C", "Before/after divider"),
+    ("B", "Strength brush on / off"),
+    ("Ctrl+Z", "Undo"),
+    ("Ctrl+Shift+Z, Ctrl+Y", "Redo"),
     ("Space (hold)", "Show the original"),
     ("F1", "This list"),
     ("Ctrl+Q", "Quit"),
@@ -186,9 +271,21 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
     if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::F1)) {
         out.push(Command::ToggleShortcuts);
     }
-    // Typing in a field (the search, a rename, the training form) is not a shortcut.
+    // Typing in a field (the search, a rename, the training form) is not a shortcut, and
+    // Ctrl+Z there undoes the typing.
     if ctx.memory(|m| m.focused().is_some()) {
         return false;
+    }
+    // Redo first: a plain Ctrl+Z shortcut would also match Ctrl+Shift+Z.
+    let undo_keys = [
+        (Modifiers::COMMAND | Modifiers::SHIFT, Key::Z, Command::Redo),
+        (Modifiers::COMMAND, Key::Z, Command::Undo),
+        (Modifiers::COMMAND, Key::Y, Command::Redo),
+    ];
+    for (modifiers, key, command) in undo_keys {
+        if ctx.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(modifiers, key))) {
+            out.push(command);
+        }
     }
     out.extend(ctx.input(|i| {
         i.events
@@ -196,11 +293,12 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
             .filter_map(paste_command)
             .collect::<Vec<_>>()
     }));
-    let (zoom_in, zoom_out, compare, space) = ctx.input(|i| {
+    let (zoom_in, zoom_out, compare, brush, space) = ctx.input(|i| {
         (
             i.key_pressed(Key::Plus) || i.key_pressed(Key::Equals),
             i.key_pressed(Key::Minus),
             i.key_pressed(Key::C) && !i.modifiers.command,
+            i.key_pressed(Key::B) && !i.modifiers.command,
             i.key_down(Key::Space),
         )
     });
@@ -208,6 +306,7 @@ pub fn shortcuts(ctx: &egui::Context, out: &mut Vec<Command>) -> bool {
         (zoom_in, Command::Zoom(1.25)),
         (zoom_out, Command::Zoom(0.8)),
         (compare, Command::ToggleCompare),
+        (brush, Command::ToggleBrush),
     ];
     out.extend(keyed.into_iter().filter(|(on, _)| *on).map(|(_, c)| c));
     space

@@ -17,10 +17,13 @@ pub mod dialogs;
 mod display;
 pub mod document;
 pub mod gallery;
+pub mod history;
 pub mod jobs;
+pub mod mask;
 mod menus;
 mod receive;
 mod screenshot;
+pub mod session;
 pub mod settings;
 pub mod state;
 mod status;
@@ -84,6 +87,8 @@ pub struct AtelierApp {
     pub title: String,
     /// Results computed this session, per (photo, style).
     pub cache: cache::ResultCache,
+    /// Undo and redo of style, strength, colour, stroke size and mask edits.
+    pub history: history::History,
     /// Set when `--screenshot` could not be produced; `run` exits non-zero.
     pub failed: Arc<AtomicBool>,
 }
@@ -121,6 +126,7 @@ impl AtelierApp {
             ephemeral: opts.ephemeral,
             export_dir: opts.export_dir,
             cache: Default::default(),
+            history: Default::default(),
             title: "Atelier".into(),
             failed: Arc::new(AtomicBool::new(false)),
         };
@@ -185,6 +191,9 @@ impl eframe::App for AtelierApp {
         let show_original = menus::shortcuts(&ctx, &mut commands);
         let menu_state = menus::MenuState {
             can_save: self.state.doc.as_ref().is_some_and(|d| d.result.is_some()),
+            can_undo: self.history.can_undo(),
+            can_redo: self.history.can_redo(),
+            has_photo: self.state.doc.is_some(),
             comparing: self.canvas.split.is_some(),
         };
         egui::Panel::top("toolbar").show(ui, |ui| {
@@ -227,6 +236,11 @@ impl eframe::App for AtelierApp {
                 .doc
                 .as_ref()
                 .map(|d| self.display.canvas_input(d, &self.settings));
+            self.canvas.brush = self
+                .settings
+                .brush
+                .active
+                .then_some(self.settings.brush.radius);
             self.canvas.ui(ui, input, show_original, &mut commands);
         });
         if let Some(p) = &self.state.pending_save {
@@ -248,6 +262,9 @@ impl eframe::App for AtelierApp {
         for c in commands {
             self.execute(c);
         }
+        // One undo step per drag or stroke: recorded when the pointer is up again.
+        let settled = !ctx.input(|i| i.pointer.any_down());
+        self.commit_edits(settled);
         self.screenshot_step(&ctx);
     }
 

@@ -82,8 +82,10 @@ impl AtelierApp {
                         self.display.write_styled(0, 0, &shown);
                         doc.styled_display = Some(shown);
                     }
-                    self.cache.insert(Key::new(doc.key, &style), image.clone());
+                    let key = super::cache::scaled_key(doc.key, doc.job_scale);
+                    self.cache.insert(Key::new(key, &style), image.clone());
                     doc.result = Some((image, style));
+                    doc.result_scale = doc.job_scale;
                     doc.full_ms = Some(ms);
                     doc.progress = None;
                     self.display.invalidate();
@@ -155,6 +157,10 @@ impl AtelierApp {
                 self.state.notice = Some(Notice::Saved(p));
             }
             JobResult::Saved(Err(e)) => self.state.notice = Some(Notice::error("Not saved", e)),
+            JobResult::Session(Ok((session, mask))) => self.open_session(session, mask),
+            JobResult::Session(Err(e)) => {
+                self.state.notice = Some(Notice::error("Could not open the session", e))
+            }
             JobResult::Imported(Ok(style)) => {
                 self.reload_styles();
                 self.gallery.selected = Some(style.path);
@@ -181,6 +187,45 @@ impl AtelierApp {
         }
     }
 
+    /// Takes a reopened session's settings and style, then opens its photo; the mask
+    /// follows once the photo is there.
+    fn open_session(&mut self, s: super::session::Session, mask: Option<image::GrayImage>) {
+        self.settings.strength = s.strength.clamp(0.0, 1.0);
+        self.settings.preserve_colors = s.preserve_colors;
+        self.settings.stroke_scale = s.stroke_scale.clamp(
+            crate::stylize::stroke::MIN_SCALE,
+            crate::stylize::stroke::MAX_SCALE,
+        );
+        if s.style.is_file() {
+            self.gallery.selected = Some(s.style.clone());
+            self.settings.style = Some(s.style);
+        } else {
+            self.state.notice = Some(Notice::Warning(format!(
+                "The session's style {} is gone; pick another.",
+                s.style.display()
+            )));
+        }
+        self.state.pending_mask = mask.map(|m| (s.photo.clone(), m));
+        self.display.invalidate();
+        self.jobs.spawn(super::jobs::Job::OpenPhoto(s.photo));
+    }
+
+    /// The mask of a reopened session, once its photo is the document.
+    fn apply_pending_mask(&mut self) {
+        let Some((photo, mask)) = self.state.pending_mask.take() else {
+            return;
+        };
+        let Some(doc) = self.state.doc.as_mut() else {
+            return;
+        };
+        if doc.path.as_ref() != Some(&photo) {
+            return;
+        }
+        let [w, h] = doc.display_size();
+        doc.mask = Some(std::sync::Arc::new(crate::stylize::mask::fit(&mask, w, h)));
+        self.display.write_mask(doc.mask.as_deref(), [0, 0, w, h]);
+    }
+
     /// Replaces the document and restyles it with the selected style.
     fn set_photo(&mut self, path: Option<PathBuf>, photo: RgbImage, ctx: &egui::Context) {
         if let Some(p) = &path {
@@ -198,6 +243,8 @@ impl AtelierApp {
             self.state.notice = None;
         }
         self.state.doc = Some(doc);
+        self.apply_pending_mask();
+        self.reset_history();
         // Scrubbing a video keeps the view; a new photo is fitted.
         if !same_size {
             self.canvas.fit = true;

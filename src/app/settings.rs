@@ -21,6 +21,10 @@ pub struct Settings {
     /// Path of the last style picked, restored on launch.
     pub style: Option<PathBuf>,
     pub jpeg_quality: u8,
+    /// Strokes this many times larger than the network paints at the photo's size.
+    pub stroke_scale: f32,
+    /// The strength brush's size, hardness and mode.
+    pub brush: super::mask::Brush,
 }
 
 impl Default for Settings {
@@ -35,6 +39,8 @@ impl Default for Settings {
             show_training: false,
             style: None,
             jpeg_quality: 92,
+            brush: Default::default(),
+            stroke_scale: 1.0,
         }
     }
 }

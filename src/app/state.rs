@@ -23,6 +23,8 @@ pub struct State {
     /// Try the system's file dialog first (off once it failed to open, or where there is
     /// none).
     pub native_dialogs: bool,
+    /// A reopened session's photo (by path) and painted mask, applied when it opens.
+    pub pending_mask: Option<(PathBuf, image::GrayImage)>,
     /// The keyboard shortcuts window is open.
     pub show_shortcuts: bool,
     next_id: u64,
@@ -39,6 +41,7 @@ impl Default for State {
             browser: None,
             native_dialogs: true,
             show_shortcuts: false,
+            pending_mask: None,
             next_id: 1,
         }
     }

@@ -19,6 +19,8 @@ pub struct StylizeRequest {
     pub id: u64,
     pub photo: Arc<RgbImage>,
     pub style: PathBuf,
+    /// Strokes this many times larger ([`crate::stylize::stroke`]).
+    pub stroke_scale: f32,
     /// Show a quick low-resolution pass first (when the photo is large enough to need one).
     pub preview: bool,
     /// Set when a newer request replaces this one.
@@ -94,7 +96,14 @@ impl WorkerHandle {
     }
 
     /// Queues a restyle and cancels whatever was running.
-    pub fn stylize(&mut self, id: u64, photo: Arc<RgbImage>, style: PathBuf, preview: bool) {
+    pub fn stylize(
+        &mut self,
+        id: u64,
+        photo: Arc<RgbImage>,
+        style: PathBuf,
+        stroke_scale: f32,
+        preview: bool,
+    ) {
         self.cancel();
         let cancel = Arc::new(AtomicBool::new(false));
         self.current_cancel = Some(cancel.clone());
@@ -102,6 +111,7 @@ impl WorkerHandle {
             id,
             photo,
             style,
+            stroke_scale,
             preview,
             cancel,
         }));
@@ -192,8 +202,10 @@ fn run_one(
     let photo = &*r.photo;
     let (w, h) = photo.dimensions();
     let side = crate::stylize::preview_side(device);
-    // Worth it only when the full pass is several times the preview's work.
-    if r.preview && w.max(h) > 2 * side {
+    // Worth it only when the full pass is several times the preview's work (the network
+    // runs at 1/stroke scale of the photo's size).
+    let (nw, nh) = crate::stylize::stroke::network_size(w, h, r.stroke_scale);
+    if r.preview && nw.max(nh) > 2 * side {
         let t = Instant::now();
         let mut hooks = Hooks {
             cancel: Some(cancel),
@@ -228,12 +240,14 @@ fn run_one(
             fraction: done as f32 / total.max(1) as f32,
         })
     };
+    // At another stroke scale the network's tiles are not the result's: nothing to stream.
+    let unscaled = r.stroke_scale == 1.0;
     let mut hooks = Hooks {
         progress: Some(&mut on_progress),
-        tile_done: Some(&mut on_tile),
+        tile_done: if unscaled { Some(&mut on_tile) } else { None },
         cancel: Some(cancel),
     };
-    let out = stylizer.stylize_raw(photo, Tiling::Auto, &mut hooks)?;
+    let out = stylizer.stylize_raw_scaled(photo, Tiling::Auto, r.stroke_scale, &mut hooks)?;
     speed.record(pixels, t.elapsed());
     send(WorkerEvent::Done {
         id: r.id,

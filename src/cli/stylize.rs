@@ -5,10 +5,9 @@ use atelier::model::format::read_meta;
 use atelier::model::registry::{file_stem_for, Registry};
 use atelier::output_plan;
 use atelier::progress::{about_left, PassProgress, Throughput};
-use atelier::stylize::blend::blend;
-use atelier::stylize::instant::{mix, InstantStylizer, StyleVector};
+use atelier::stylize::instant::{instant_style, mix, InstantStylizer};
 use atelier::stylize::tiling::MIN_CORE;
-use atelier::stylize::{Hooks, StylizeOptions, Stylizer, Tiling};
+use atelier::stylize::{blend, Hooks, StylizeOptions, Stylizer, Tiling};
 use atelier::Error;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -48,6 +47,15 @@ pub struct Args {
     /// Keep the photo's colours; take only brush work and light from the style.
     #[arg(long)]
     preserve_colors: bool,
+    /// Where the style goes: an image, white = full strength, black = the photo, grey
+    /// between (colour images count by brightness); resized to each photo.
+    #[arg(long, value_name = "MASK.png")]
+    mask: Option<PathBuf>,
+    /// Brush-stroke size: 1 as the network paints at the photo's size, 2 twice as large,
+    /// 0.5 finer (0.5 to 4); auto: as on a 1024-pixel picture, so a large and a small
+    /// photo of one scene get strokes of the same size relative to the picture.
+    #[arg(long, default_value = "auto")]
+    stroke_scale: atelier::stylize::stroke::StrokeScale,
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
@@ -102,12 +110,6 @@ fn parse_style_image(s: &str) -> Result<(PathBuf, f32), String> {
     Ok((PathBuf::from(s), 1.0))
 }
 
-/// What restyles the photos: a trained style, or the instant network under a style vector.
-enum Engine {
-    Trained(Box<Stylizer>),
-    Instant(Box<InstantStylizer>, StyleVector),
-}
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.output.is_some() && a.images.len() > 1 {
         anyhow::bail!("-o/--output takes one input image; use --out-dir for several");
@@ -139,18 +141,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .zip(outputs.iter().cloned())
         .collect();
     output_plan::check(&pairs)?;
+    // Read once, before the model loads, so a bad mask fails at once; fitted per photo.
+    let mask = match &a.mask {
+        Some(p) => Some(atelier::stylize::mask::to_luma(
+            &image_io::load_rgb(p)
+                .map_err(|e| anyhow::anyhow!("cannot read the mask {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
     let device = open_device(a.device, a.json)?;
-    let engine = match &model_path {
-        Some(path) => Engine::Trained(Box::new(Stylizer::load(path, &device)?)),
+    let stylizer = match &model_path {
+        Some(path) => Stylizer::load(path, &device)?,
         None => {
+            // The paintings' mixed style vector as an in-memory instant style, so stroke
+            // scale, masks, tiling and progress work as for any style.
             let net = InstantStylizer::bundled(&device)?;
             let mut parts = Vec::new();
             for (painting, weight) in &a.style_image {
                 let img = image_io::load_rgb(painting)?;
                 parts.push((net.style_vector(&img)?, *weight));
             }
-            let vector = mix(&parts)?;
-            Engine::Instant(Box::new(net), vector)
+            Stylizer::new(&instant_style(mix(&parts)?, &style_label)?, &device)?
         }
     };
     let opts = StylizeOptions {
@@ -168,11 +179,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     for (i, (input, out)) in pairs.iter().enumerate() {
         let started = Instant::now();
         let result = stylize_one(
-            &engine,
+            &stylizer,
             input,
             out,
             &a,
-            &opts,
+            (&opts, mask.as_ref()),
             &cancel,
             (i + 1, a.images.len(), &mut speed),
         );
@@ -182,7 +193,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 "{}",
                 // JSON holds text: a name that is not UTF-8 is shown lossily (the
                 // files themselves were read and written under their real names).
-                serde_json::json!({"input": input.to_string_lossy(), "output": out.to_string_lossy(), "ok": true, "width": w, "height": h, "ms": ms})
+                serde_json::json!({"input": input.to_string_lossy(), "output": out.to_string_lossy(), "ok": true, "width": w, "height": h, "stroke_scale": a.stroke_scale.factor(*w, *h), "ms": ms})
             ),
             Ok(_) => eprintln!("{} → {} ({:.0} ms)", input.display(), out.display(), ms),
             Err(e) => {
@@ -237,11 +248,12 @@ fn instant_label(paintings: &[(PathBuf, f32)]) -> String {
 }
 
 fn stylize_one(
-    engine: &Engine,
+    stylizer: &Stylizer,
     input: &Path,
     out: &Path,
     a: &Args,
-    opts: &StylizeOptions,
+    // The blend settings and the strength mask (any size; fitted to the photo).
+    (opts, mask): (&StylizeOptions, Option<&image::GrayImage>),
     cancel: &std::sync::atomic::AtomicBool,
     // Where in the batch, and the speed measured so far (for the bar's time left).
     (index, count, speed): (usize, usize, &mut Throughput),
@@ -281,14 +293,7 @@ fn stylize_one(
         );
         pb
     });
-    let trained = match engine {
-        Engine::Trained(s) => Some(s),
-        Engine::Instant(..) => None,
-    };
-    if let (Some(stylizer), true) = (
-        trained,
-        pb.is_some() && speed.expected(pixels).is_none() && pixels > 4 * 256 * 256,
-    ) {
+    if pb.is_some() && speed.expected(pixels).is_none() && pixels > 4 * 256 * 256 {
         // A pass over a thumbnail measures this machine (about 1 % of the work), so even
         // the first image's bar moves at its real pace.
         let (tw, th) = atelier::stylize::resample::fit_within(photo.width(), photo.height(), 256);
@@ -305,6 +310,13 @@ fn stylize_one(
         progress: Some(&mut report),
         tile_done: None,
         cancel: Some(cancel),
+    };
+    // An instant style's strength moves its style vector towards the photo's own, and the
+    // network then runs at full strength.
+    let toward = stylizer.toward_photo(&photo, opts.strength)?;
+    let (stylizer, strength) = match &toward {
+        Some(t) => (t, 1.0),
+        None => (stylizer, opts.strength),
     };
     let finished = AtomicBool::new(false);
     let started = Instant::now();
@@ -325,17 +337,25 @@ fn stylize_one(
                 }
             });
         }
-        let r = match engine {
-            Engine::Trained(stylizer) => stylizer.stylize(&photo, opts, &mut hooks),
-            Engine::Instant(net, vector) => net
-                .stylize(&photo, vector, opts.strength, &mut hooks)
-                .map(|styled| {
-                    if opts.preserve_colors {
-                        blend(&photo, &styled, 1.0, true)
-                    } else {
-                        styled
-                    }
-                }),
+        let (w, h) = photo.dimensions();
+        let scale = a.stroke_scale.factor(w, h);
+        let r = if strength <= 0.0 {
+            Ok(photo.clone())
+        } else {
+            stylizer
+                .stylize_raw_scaled(&photo, opts.tiling, scale, &mut hooks)
+                .map(|styled| match mask {
+                    // The strength scaled by the mask: the same blend the app saves with.
+                    Some(mask) => blend::blend_masked(
+                        &photo,
+                        &styled,
+                        strength,
+                        opts.preserve_colors,
+                        &atelier::stylize::mask::fit(mask, w, h),
+                    ),
+                    None if strength >= 1.0 && !opts.preserve_colors => styled,
+                    None => blend::blend(&photo, &styled, strength, opts.preserve_colors),
+                })
         };
         finished.store(true, Ordering::Relaxed);
         r

@@ -33,6 +33,15 @@ pub struct Args {
     /// towards 1 the network's normalisation statistics are smoothed over time.
     #[arg(long, default_value_t = 0.9, value_parser = parse_stability)]
     stability: f64,
+    /// Brush-stroke size: 1 as the network paints at the video's size, 2 twice as large,
+    /// 0.5 finer; auto: as on a 1024-pixel picture, so strokes keep their size relative
+    /// to the frame at any resolution.
+    #[arg(long, default_value = "auto")]
+    stroke_scale: atelier::stylize::stroke::StrokeScale,
+    /// Where the style goes, as for `stylize --mask` (white = full strength, black = the
+    /// video); resized to the frames.
+    #[arg(long, value_name = "MASK.png")]
+    mask: Option<PathBuf>,
     /// Replace an existing output file.
     #[arg(long)]
     overwrite: bool,
@@ -50,6 +59,13 @@ fn parse_stability(s: &str) -> Result<f64, String> {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Check the tools and the input before loading a model or a device.
     let info = atelier::video::probe(&a.input)?;
+    let mask = match &a.mask {
+        Some(p) => Some(atelier::stylize::mask::to_luma(
+            &atelier::image_io::load_rgb(p)
+                .map_err(|e| anyhow::anyhow!("cannot read the mask {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
     let model = Registry::from_env().resolve(&a.style)?;
     let device = open_device(a.device, false)?;
     let stylizer = Stylizer::load(&model, &device)?;
@@ -75,6 +91,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         max_side: a.max_side,
         stability: a.stability,
         overwrite: a.overwrite,
+        stroke_scale: a.stroke_scale.factor(w, h),
+        mask,
     };
     let mut on_frame = |done: u64, total: Option<u64>| {
         if let Some(t) = total {

@@ -119,6 +119,18 @@ fn style_vector_exact(net: &ArbitraryNet, input: &RgbImage) -> Result<StyleVecto
     Ok(net.predictor.forward(&x)?.flatten_all()?.to_vec1()?)
 }
 
+/// An instant style (in memory) from a style vector.
+pub fn instant_style(vector: StyleVector, name: &str) -> Result<StyleModel> {
+    let mut meta = ModelMeta::new(name, Variant::Instant);
+    meta.source = Some("instant style".into());
+    let params = [(
+        VECTOR_TENSOR.to_string(),
+        Tensor::from_vec(vector, (1, STYLE_DIM), &Device::Cpu)?,
+    )]
+    .into();
+    StyleModel::from_params(meta, params, Path::new("<instant style>"))
+}
+
 /// An instant style made from a painting file: its style vector, a small copy of the
 /// painting for the gallery, and where it came from.
 pub fn style_from_painting(path: &Path, name: &str) -> Result<StyleModel> {

@@ -2,7 +2,9 @@
 
 pub mod blend;
 pub mod instant;
+pub mod mask;
 pub mod resample;
+pub mod stroke;
 pub mod thumbnail;
 pub mod tiling;
 
@@ -144,8 +146,12 @@ impl Stylizer {
         if opts.strength <= 0.0 {
             return Ok(photo.clone());
         }
-        if let StyleNet::Instant(net) = &self.net {
-            return self.stylize_instant(net, photo, opts, hooks);
+        if let Some(toward) = self.toward_photo(photo, opts.strength)? {
+            let full = StylizeOptions {
+                strength: 1.0,
+                ..*opts
+            };
+            return toward.stylize(photo, &full, hooks);
         }
         let styled = self.stylize_raw(photo, opts.tiling, hooks)?;
         if opts.strength >= 1.0 && !opts.preserve_colors {
@@ -159,31 +165,24 @@ impl Stylizer {
         ))
     }
 
-    /// An instant style's strength moves its style vector from the photo's own towards the
-    /// painting's (as Magenta does) instead of fading the result into the photo.
-    fn stylize_instant(
-        &self,
-        net: &crate::nn::instant::InstantNet,
-        photo: &RgbImage,
-        opts: &StylizeOptions,
-        hooks: &mut Hooks,
-    ) -> Result<RgbImage> {
-        let styled = if opts.strength >= 1.0 {
-            self.run_whole(photo, hooks)?
-        } else {
-            let own = instant::style_vector(net.network(), photo)?;
-            let painting: Vec<f32> = net.vector().flatten_all()?.to_vec1()?;
-            let toward = net.with_vector(&instant::interpolate(&own, &painting, opts.strength))?;
-            hooks.check_cancel()?;
-            let (w, h) = photo.dimensions();
-            let x = image_to_tensor(photo, 0, 0, w, h, &self.device)?;
-            tensor_to_image(&toward.forward_rgb255(&x)?)?
+    /// For an instant style at a strength below 1, the same style with its vector moved that
+    /// far from the photo's own towards the painting's (run it at full strength); `None` for
+    /// every other style and strength.
+    pub fn toward_photo(&self, photo: &RgbImage, strength: f32) -> Result<Option<Stylizer>> {
+        let StyleNet::Instant(net) = &self.net else {
+            return Ok(None);
         };
-        Ok(if opts.preserve_colors {
-            blend::blend(photo, &styled, 1.0, true)
-        } else {
-            styled
-        })
+        if strength <= 0.0 || strength >= 1.0 {
+            return Ok(None);
+        }
+        let own = instant::style_vector(net.network(), photo)?;
+        let painting: Vec<f32> = net.vector().flatten_all()?.to_vec1()?;
+        let toward = net.with_vector(&instant::interpolate(&own, &painting, strength))?;
+        Ok(Some(Stylizer {
+            net: StyleNet::Instant(Box::new(toward)),
+            device: self.device.clone(),
+            meta: self.meta.clone(),
+        }))
     }
 
     /// A quick look at the result: the photo scaled so its longest side is `side`,
