@@ -375,3 +375,52 @@ fn a_large_photo_is_tiled_without_seams() {
     let p = common::psnr(&whole, &tiled);
     assert!(p >= 40.0, "tiled vs whole: {p:.1} dB");
 }
+
+#[test]
+fn masks_and_stroke_scale_work_for_instant_styles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photo_path = tmp.path().join("photo.png");
+    let photo = common::photo(96, 64);
+    photo.save(&photo_path).unwrap();
+    let painting = tmp.path().join("stripes.png");
+    RgbImage::from_fn(200, 120, |x, _| image::Rgb([(x % 256) as u8, 30, 220]))
+        .save(&painting)
+        .unwrap();
+    // Black on the left half: the photo stays there.
+    let mask = tmp.path().join("mask.png");
+    image::GrayImage::from_fn(96, 64, |x, _| image::Luma([if x < 48 { 0 } else { 255 }]))
+        .save(&mask)
+        .unwrap();
+    let out_path = tmp.path().join("out.png");
+    let out = atelier()
+        .arg("stylize")
+        .arg(&photo_path)
+        .arg("--style-image")
+        .arg(&painting)
+        .arg("--mask")
+        .arg(&mask)
+        .args(["--stroke-scale", "2", "--device", "cpu", "-o"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let styled = load_png(&out_path);
+    assert_eq!(styled.dimensions(), (96, 64));
+    for y in 0..64 {
+        for x in 0..44 {
+            assert_eq!(styled.get_pixel(x, y), photo.get_pixel(x, y), "({x}, {y})");
+        }
+    }
+    let right_changed = (52..96)
+        .flat_map(|x| (0..64).map(move |y| (x, y)))
+        .filter(|&(x, y)| styled.get_pixel(x, y) != photo.get_pixel(x, y))
+        .count();
+    assert!(
+        right_changed > 44 * 64 / 2,
+        "the unmasked half kept the photo"
+    );
+}
