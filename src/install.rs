@@ -156,21 +156,15 @@ pub fn mix_instant_styles(registry: &Registry, parts: &[(PathBuf, f32)]) -> Resu
     let mixed = instant::mix(&vectors)?;
     let name = names.join(" + ");
     let (path, free) = registry.free_user_model_path(&name);
-    let mut meta = crate::model::ModelMeta::new(free, Variant::Instant);
+    let mut model = instant::instant_style(mixed, &free)?;
     let total: f32 = parts.iter().map(|(_, w)| w).sum();
     let recipe: Vec<String> = names
         .iter()
         .zip(parts)
         .map(|(n, (_, w))| format!("{:.0}% {n}", 100.0 * w / total))
         .collect();
-    meta.source = Some(format!("instant mix: {}", recipe.join(", ")));
-    meta.training = Some(serde_json::json!({ "mix": recipe }));
-    let params = [(
-        VECTOR_TENSOR.to_string(),
-        candle_core::Tensor::from_vec(mixed, (1, crate::nn::arbitrary::STYLE_DIM), &Device::Cpu)?,
-    )]
-    .into();
-    let mut model = StyleModel::from_params(meta, params, &path)?;
+    model.meta.source = Some(format!("instant mix: {}", recipe.join(", ")));
+    model.meta.training = Some(serde_json::json!({ "mix": recipe }));
     model.painting_jpg = first_painting;
     model.thumbnail_png = Some(thumbnail::render(&Stylizer::new(&model, &Device::Cpu)?)?);
     model.save(&path, false, false)?;

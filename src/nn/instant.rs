@@ -53,6 +53,16 @@ impl InstantNet {
         Ok(Self { net, vector, norms })
     }
 
+    /// An instant style on an already loaded network.
+    pub fn from_shared(net: Arc<ArbitraryNet>, vector: &[f32]) -> Result<Self> {
+        let vector = Tensor::from_slice(vector, (1, STYLE_DIM), net.device())?;
+        Ok(Self {
+            norms: net.transformer.norms_for(&vector)?,
+            net,
+            vector,
+        })
+    }
+
     pub fn network(&self) -> &ArbitraryNet {
         &self.net
     }
@@ -63,12 +73,7 @@ impl InstantNet {
 
     /// The same network under another style vector.
     pub fn with_vector(&self, vector: &[f32]) -> Result<Self> {
-        let vector = Tensor::from_slice(vector, (1, STYLE_DIM), self.vector.device())?;
-        Ok(Self {
-            norms: self.net.transformer.norms_for(&vector)?,
-            net: self.net.clone(),
-            vector,
-        })
+        Self::from_shared(self.net.clone(), vector)
     }
 
     /// `(N, 3, H, W)` RGB 0..255 of any size → the same, like the other style networks:

@@ -9,7 +9,8 @@ use super::{image_to_tensor, tensor_to_image, Hooks};
 use crate::model::magenta_import;
 use crate::model::{ModelMeta, StyleModel, Variant};
 use crate::nn::arbitrary::{ArbitraryNet, PREDICTOR_SIDE, STYLE_DIM};
-use crate::nn::instant::{padded_side, shared_network, VECTOR_TENSOR};
+use crate::nn::instant::{shared_network, InstantNet, VECTOR_TENSOR};
+use crate::nn::norm::NormCtx;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -76,22 +77,17 @@ impl InstantStylizer {
         let vector = if strength >= 1.0 {
             style.to_vec()
         } else {
-            let own = self.style_vector(photo)?;
-            interpolate(&own, style, strength)
+            interpolate(&self.style_vector(photo)?, style, strength)
         };
         hooks.check_cancel()?;
         hooks.report(1, 2);
-        let x = (image_to_tensor(photo, 0, 0, w, h, self.device())? / 255.0)?;
-        // Edge-replicate up to the sizes the network takes, and crop back afterwards.
-        let (hp, wp) = (padded_side(h as usize), padded_side(w as usize));
-        let x = x
-            .pad_with_same(2, 0, hp - h as usize)?
-            .pad_with_same(3, 0, wp - w as usize)?;
-        let v = Tensor::from_vec(vector, (1, STYLE_DIM), self.device())?;
-        let y = self.net.transformer.forward(&x, &v)?;
-        let y = (y.narrow(2, 0, h as usize)?.narrow(3, 0, w as usize)? * 255.0)?;
-        hooks.check_cancel()?;
-        let out = tensor_to_image(&y)?;
+        let net = InstantNet::from_shared(self.net.clone(), &vector)?;
+        let x = image_to_tensor(photo, 0, 0, w, h, self.device())?;
+        let mut ctx = NormCtx {
+            cancel: hooks.cancel,
+            ..Default::default()
+        };
+        let out = tensor_to_image(&net.forward_ctx(&x, &mut ctx)?)?;
         hooks.report(2, 2);
         Ok(out)
     }
@@ -136,26 +132,19 @@ pub fn instant_style(vector: StyleVector, name: &str) -> Result<StyleModel> {
 pub fn style_from_painting(path: &Path, name: &str) -> Result<StyleModel> {
     let painting = crate::image_io::load_rgb(path)?;
     let net = shared_network(&Device::Cpu)?;
-    let vector = style_vector(&net, &painting)?;
-    let mut meta = ModelMeta::new(name, Variant::Instant);
+    let mut model = instant_style(style_vector(&net, &painting)?, name)?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    meta.source = Some(format!("instant style from {file_name}"));
+    model.meta.source = Some(format!("instant style from {file_name}"));
     // The full path lets "Train for full quality" start from the same painting.
     let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    meta.training = Some(serde_json::json!({
+    model.meta.training = Some(serde_json::json!({
         "instant_from": file_name,
         "painting_path": full.to_string_lossy(),
         "network": magenta_import::NETWORK_NAME,
     }));
-    let params = [(
-        VECTOR_TENSOR.to_string(),
-        Tensor::from_vec(vector, (1, STYLE_DIM), &Device::Cpu)?,
-    )]
-    .into();
-    let mut model = StyleModel::from_params(meta, params, path)?;
     model.painting_jpg = Some(crate::model::format::painting_jpeg(&painting)?);
     Ok(model)
 }
@@ -200,6 +189,7 @@ mod tests {
 
     #[test]
     fn sides_round_up_to_what_the_network_takes() {
+        use crate::nn::instant::padded_side;
         assert_eq!(padded_side(472), 472);
         assert_eq!(padded_side(473), 476);
         assert_eq!(padded_side(3), crate::nn::arbitrary::MIN_SIDE);
