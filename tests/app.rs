@@ -7,49 +7,15 @@
 
 mod common;
 
-use atelier::app::{AppOptions, AtelierApp, Command};
-use atelier::model::registry::Registry;
+use common::app::{env, harness, run_until, write_photo};
+
+use atelier::app::{AtelierApp, Command};
 use atelier::model::Variant;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    styles: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    let styles = root.join("styles");
-    std::fs::create_dir_all(&styles).unwrap();
-    common::model_file(&styles, Variant::Johnson, "Test Style");
-    Env {
-        _tmp: tmp,
-        root,
-        styles,
-    }
-}
-
-fn harness(e: &Env) -> Harness<'static, AtelierApp> {
-    let opts = AppOptions {
-        device: Some("cpu".into()),
-        ephemeral: true,
-        registry: Some(Registry {
-            bundled_dir: None,
-            user_dir: e.styles.clone(),
-        }),
-        runs_dir: Some(e.root.join("runs")),
-        ..Default::default()
-    };
-    Harness::builder()
-        .with_size([1200.0, 800.0])
-        .build_eframe(move |cc| AtelierApp::new(cc, opts))
-}
+use std::time::Duration;
 
 /// A file dropped on the window, as eframe would deliver it.
 #[derive(Debug)]
@@ -71,26 +37,6 @@ fn drop_file(h: &mut Harness<'static, AtelierApp>, p: &Path) {
     h.step();
 }
 
-/// Steps the UI (the worker threads run meanwhile) until `done` holds.
-fn run_until(
-    h: &mut Harness<'static, AtelierApp>,
-    what: &str,
-    limit: Duration,
-    done: impl Fn(&AtelierApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < limit,
-            "timed out waiting for {what}; notice: {:?}",
-            h.state().state.notice
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
-}
-
 /// The notice as the status line words it, when it reports a failure.
 fn error_notice(a: &AtelierApp) -> Option<String> {
     let n = a.state.notice.as_ref()?;
@@ -101,12 +47,6 @@ fn error_notice(a: &AtelierApp) -> Option<String> {
 fn info_notice(a: &AtelierApp) -> Option<String> {
     let n = a.state.notice.as_ref()?;
     (!n.is_error()).then(|| n.to_string())
-}
-
-fn write_photo(dir: &Path, w: u32, h: u32) -> PathBuf {
-    let p = dir.join("photo.png");
-    common::photo(w, h).save(&p).unwrap();
-    p
 }
 
 #[test]

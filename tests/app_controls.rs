@@ -5,79 +5,15 @@
 
 mod common;
 
-use atelier::app::{AppOptions, AtelierApp, Command};
-use atelier::model::registry::Registry;
+use common::app::{env, notice, portal_less_harness as harness, run_until, Env};
+
+use atelier::app::{AtelierApp, Command};
 use atelier::model::Variant;
 use egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use image::RgbImage;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    styles: PathBuf,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    let styles = root.join("styles");
-    std::fs::create_dir_all(&styles).unwrap();
-    common::model_file(&styles, Variant::Johnson, "Test Style");
-    Env {
-        _tmp: tmp,
-        root,
-        styles,
-    }
-}
-
-fn harness(e: &Env) -> Harness<'static, AtelierApp> {
-    let opts = AppOptions {
-        device: Some("cpu".into()),
-        ephemeral: true,
-        registry: Some(Registry {
-            bundled_dir: None,
-            user_dir: e.styles.clone(),
-        }),
-        runs_dir: Some(e.root.join("runs")),
-        export_dir: Some(e.root.join("Pictures").join("Atelier")),
-        builtin_dialogs: true,
-        ..Default::default()
-    };
-    Harness::builder()
-        .with_size([1200.0, 800.0])
-        .build_eframe(move |cc| AtelierApp::new(cc, opts))
-}
-
-fn run_until(
-    h: &mut Harness<'static, AtelierApp>,
-    what: &str,
-    limit: Duration,
-    done: impl Fn(&AtelierApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < limit,
-            "timed out waiting for {what}; notice: {:?}",
-            h.state().state.notice
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
-}
-
-fn notice(a: &AtelierApp) -> String {
-    a.state
-        .notice
-        .as_ref()
-        .map(|n| n.to_string())
-        .unwrap_or_default()
-}
+use std::time::Duration;
 
 /// Opens a photo with the test style selected and waits for its result.
 fn styled_photo(e: &Env, h: &mut Harness<'static, AtelierApp>, w: u32, ht: u32) -> RgbImage {
@@ -98,23 +34,7 @@ fn styled(h: &Harness<'static, AtelierApp>) -> RgbImage {
 }
 
 fn drag(h: &mut Harness<'static, AtelierApp>, from: egui::Pos2, to: egui::Pos2) {
-    let button = |pos, pressed| egui::Event::PointerButton {
-        pos,
-        button: egui::PointerButton::Primary,
-        pressed,
-        modifiers: Modifiers::NONE,
-    };
-    h.input_mut().events.push(egui::Event::PointerMoved(from));
-    h.step();
-    h.input_mut().events.push(button(from, true));
-    h.step();
-    for i in 1..=10 {
-        let p = from + (to - from) * (i as f32 / 10.0);
-        h.input_mut().events.push(egui::Event::PointerMoved(p));
-        h.step();
-    }
-    h.input_mut().events.push(button(to, false));
-    h.step();
+    common::app::drag(h, from, to);
     h.step();
 }
 

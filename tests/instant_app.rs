@@ -5,25 +5,15 @@
 
 mod common;
 
+use common::app::run_until;
+
 use atelier::app::{AppOptions, AtelierApp, Command};
 use atelier::model::registry::Registry;
 use atelier::model::Variant;
 use egui_kittest::Harness;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn run_until(h: &mut Harness<'static, AtelierApp>, what: &str, done: impl Fn(&AtelierApp) -> bool) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}; notice: {:?}",
-            h.state().state.notice
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
-}
+const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
@@ -47,7 +37,7 @@ fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
     let photo = tmp.path().join("photo.png");
     common::photo(120, 80).save(&photo).unwrap();
     h.state_mut().execute(Command::Open(photo));
-    run_until(&mut h, "the photo", |a| a.state.doc.is_some());
+    run_until(&mut h, "the photo", LIMIT, |a| a.state.doc.is_some());
 
     let painting = tmp.path().join("Sunflowers at Dusk.png");
     image::RgbImage::from_fn(300, 200, |x, y| {
@@ -56,7 +46,7 @@ fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
     .save(&painting)
     .unwrap();
     h.state_mut().execute(Command::UsePainting(painting));
-    run_until(&mut h, "the instant style's result", |a| {
+    run_until(&mut h, "the instant style's result", LIMIT, |a| {
         a.state
             .doc
             .as_ref()
@@ -91,7 +81,7 @@ fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
     let painting2 = tmp.path().join("Blue Dots.png");
     common::photo(200, 300).save(&painting2).unwrap();
     h.state_mut().execute(Command::UsePainting(painting2));
-    run_until(&mut h, "the second instant style", |a| {
+    run_until(&mut h, "the second instant style", LIMIT, |a| {
         a.gallery.entries.iter().any(|e| e.meta.name == "Blue Dots")
     });
     let second = h
@@ -108,7 +98,7 @@ fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
         b: second,
         weight: 0.5,
     });
-    run_until(&mut h, "the mix", |a| {
+    run_until(&mut h, "the mix", LIMIT, |a| {
         a.gallery
             .entries
             .iter()
@@ -129,7 +119,7 @@ fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
         .as_deref()
         .unwrap()
         .contains("50% Blue Dots"));
-    run_until(&mut h, "the mix on the canvas", |a| {
+    run_until(&mut h, "the mix on the canvas", LIMIT, |a| {
         a.state
             .doc
             .as_ref()

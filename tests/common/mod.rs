@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: models and images made on the spot.
 #![allow(dead_code)]
 
+#[cfg(feature = "app")]
+pub mod app;
+
 use atelier::model::{random_model, StyleModel, Variant};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
