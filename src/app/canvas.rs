@@ -33,7 +33,8 @@ pub struct CanvasPanel {
     pub last_uniforms: Option<BlendUniforms>,
     /// Where the image was last drawn (screen points); tests read it.
     pub last_image_rect: Option<Rect>,
-    /// Files are held over the window (drawn highlighted); tests read it.
+    /// Files are held over the canvas, not the gallery (drawn highlighted); set by the
+    /// app before [`Self::ui`], which draws it; tests read it.
     pub drop_hover: bool,
     /// The strength brush's radius in photo pixels while it is in hand: drags paint.
     pub brush: Option<f32>,
@@ -103,8 +104,7 @@ impl CanvasPanel {
         let (canvas, response) =
             ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
         self.draw(ui, canvas, &response, input, show_original, out);
-        // Files held over the window: say where they will go.
-        self.drop_hover = ui.input(|i| !i.raw.hovered_files.is_empty());
+        // Files held over the canvas: say where they will go.
         if self.drop_hover {
             let painter = ui.painter_at(canvas);
             let accent = ui.visuals().selection.bg_fill;

@@ -92,6 +92,30 @@ pub enum Command {
     Quit,
 }
 
+/// Where on the window files were dropped (or are held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropTarget {
+    /// The canvas, or anywhere that is not the gallery, or nobody knows where.
+    Canvas,
+    /// The style gallery.
+    Gallery,
+}
+
+impl Command {
+    /// What dropping `path` on `target` asks for, the one place that decides it. On the
+    /// gallery a picture becomes an instant style; everything else, and anything dropped
+    /// on the canvas, opens as what it is ([`Command::Open`]): a photo, a video, a model
+    /// to import (on the gallery as anywhere), a session. A name that says nothing is
+    /// opened as a photo even on the gallery, as the importer only takes a painting by
+    /// its extension.
+    pub fn dropped(path: PathBuf, target: DropTarget) -> Command {
+        match (target, kind_of(&path)) {
+            (DropTarget::Gallery, Kind::Photo) => Command::UsePainting(path),
+            _ => Command::Open(path),
+        }
+    }
+}
+
 impl AtelierApp {
     pub fn execute(&mut self, command: Command) {
         match command {
@@ -533,4 +557,38 @@ fn open_folder(dir: &std::path::Path) -> std::io::Result<()> {
     // Reaped off the UI thread so it leaves no zombie.
     std::thread::spawn(move || child.wait());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dropped(p: &str, target: DropTarget) -> Command {
+        Command::dropped(PathBuf::from(p), target)
+    }
+
+    #[test]
+    fn a_picture_dropped_on_the_gallery_is_a_painting_and_on_the_canvas_a_photo() {
+        use DropTarget::{Canvas, Gallery};
+        assert!(matches!(
+            dropped("a/Starry Night.JPG", Gallery),
+            Command::UsePainting(_)
+        ));
+        assert!(matches!(
+            dropped("a/Starry Night.JPG", Canvas),
+            Command::Open(_)
+        ));
+        // Models are imported wherever they land (`Open` imports them); videos, sessions
+        // and unknown names open as they always did.
+        for p in [
+            "wave.pth",
+            "mine.safetensors",
+            "clip.mp4",
+            "photo.atelier.json",
+            "noext",
+        ] {
+            assert!(matches!(dropped(p, Gallery), Command::Open(_)), "{p}");
+            assert!(matches!(dropped(p, Canvas), Command::Open(_)), "{p}");
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! The style gallery: the user's styles, then the bundled ones, as a grid of tiles (the
 //! style's thumbnail with its painting inset in a corner, the name under it) under a
-//! search field. Clicking picks a style; user styles can be renamed and deleted; dropping
-//! a model imports it. The panel only emits [`Command`]s for these; the pictures are read
-//! by a job ([`Job::Pictures`]) and handed back here.
+//! search field. Clicking picks a style; user styles can be renamed and deleted; a painting
+//! dropped on the panel becomes an instant style and a model dropped there is imported
+//! (the app routes drops, [`Command::dropped`]; the panel only draws the drop hint). The
+//! panel only emits [`Command`]s for these; the pictures are read by a job
+//! ([`Job::Pictures`]) and handed back here.
 //!
 //! A grid rather than a list grouped by painter: thirty-odd bundled styles by two dozen
 //! painters would make as many one-entry groups, while three tiles to a row of a 260-px
@@ -77,6 +79,12 @@ pub struct GalleryPanel {
     /// The selection last brought into view: one made elsewhere (`--style`, a finished
     /// training) is scrolled to once, while a click in the grid never makes it jump.
     scrolled_to: Option<PathBuf>,
+    /// Files are held over the gallery (drawn as a drop hint); set by the app before
+    /// [`Self::ui`], which draws it; tests read it.
+    pub drop_hover: bool,
+    /// Where the gallery's panel was last drawn (screen points), `None` while hidden: a
+    /// drop over it makes a painting an instant style.
+    pub panel_rect: Option<Rect>,
 }
 
 impl GalleryPanel {
@@ -97,6 +105,8 @@ impl GalleryPanel {
             renaming: None,
             confirm_delete: None,
             scrolled_to: None,
+            drop_hover: false,
+            panel_rect: None,
         }
     }
 
@@ -152,6 +162,14 @@ impl GalleryPanel {
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Command>) {
+        let area = ui.max_rect();
+        self.contents(ui, actions);
+        if self.drop_hover {
+            drop_hint(ui, area);
+        }
+    }
+
+    fn contents(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Command>) {
         ui.horizontal(|ui| {
             ui.heading("Styles");
             ui.with_layout(egui::Layout::right_to_left(Align::Center), |ui| {
@@ -704,6 +722,29 @@ fn tooltip(ui: &mut egui::Ui, entry: &StyleEntry, pics: Option<&Pictures>) {
                 .weak(),
         );
     }
+}
+
+/// Files held over the gallery: a highlighted frame saying what a drop here does.
+fn drop_hint(ui: &egui::Ui, area: Rect) {
+    let painter = ui.painter_at(area);
+    let accent = ui.visuals().selection.bg_fill;
+    let frame = area.shrink(4.0);
+    painter.rect_filled(frame, 8.0, ui.visuals().panel_fill.gamma_multiply(0.85));
+    painter.rect_filled(frame, 8.0, accent.gamma_multiply(0.25));
+    painter.rect_stroke(
+        frame,
+        8.0,
+        egui::Stroke::new(3.0, accent),
+        egui::StrokeKind::Inside,
+    );
+    let text = painter.layout(
+        "Drop a painting here to use it as a style".into(),
+        egui::FontId::proportional(18.0),
+        ui.visuals().strong_text_color(),
+        (frame.width() - 24.0).max(1.0),
+    );
+    let text_rect = egui::Align2::CENTER_CENTER.anchor_size(frame.center(), text.size());
+    painter.galley(text_rect.min, text, ui.visuals().strong_text_color());
 }
 
 #[cfg(test)]

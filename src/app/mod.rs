@@ -31,7 +31,7 @@ pub mod training;
 pub mod video_panel;
 pub mod worker;
 
-pub use command::Command;
+pub use command::{Command, DropTarget};
 pub use state::{Notice, State};
 
 use crate::model::registry::Registry;
@@ -178,8 +178,11 @@ impl eframe::App for AtelierApp {
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect()
         });
-        for p in dropped {
-            self.execute(Command::Open(p));
+        if !dropped.is_empty() {
+            let target = self.drop_target(ctx);
+            for p in dropped {
+                self.execute(Command::dropped(p, target));
+            }
         }
         self.display
             .refresh(ctx, self.state.doc.as_ref(), &self.settings);
@@ -216,11 +219,19 @@ impl eframe::App for AtelierApp {
         if let Some(v) = self.state.video.as_mut() {
             egui::Panel::bottom("video").show(ui, |ui| v.ui(ui, &mut commands));
         }
+        // Files held over the window: the panel they would land on says so. Decided from
+        // the gallery's place last frame, as a drop is (in `logic`).
+        let held = ctx.input(|i| !i.raw.hovered_files.is_empty());
+        let target = self.drop_target(&ctx);
+        self.gallery.drop_hover = held && target == DropTarget::Gallery;
+        self.canvas.drop_hover = held && target == DropTarget::Canvas;
+        self.gallery.panel_rect = None;
         if self.settings.show_gallery {
-            egui::Panel::right("gallery")
+            let panel = egui::Panel::right("gallery")
                 .resizable(true)
                 .default_size(260.0)
                 .show(ui, |ui| self.gallery.ui(ui, &mut commands));
+            self.gallery.panel_rect = Some(panel.response.rect);
         }
         if self.settings.show_training {
             egui::Panel::left("training")
@@ -276,6 +287,25 @@ impl eframe::App for AtelierApp {
 }
 
 impl AtelierApp {
+    /// Where files dropped (or held) now land: the gallery when the pointer is over it,
+    /// by the gallery's place as last drawn; the canvas otherwise. The position is the
+    /// pointer's as egui knows it this frame (`hover_pos`, which in egui 0.37 is
+    /// `latest_pos`): cleared when the pointer leaves the window, so a file dragged in
+    /// from outside on a platform that reports no pointer moves during the drag is not
+    /// routed by where the pointer once left. With no position the drop goes to the
+    /// canvas, as every drop did before.
+    fn drop_target(&self, ctx: &egui::Context) -> DropTarget {
+        let over_gallery = ctx
+            .input(|i| i.pointer.hover_pos())
+            .zip(self.gallery.panel_rect)
+            .is_some_and(|(pos, rect)| rect.contains(pos));
+        if over_gallery {
+            DropTarget::Gallery
+        } else {
+            DropTarget::Canvas
+        }
+    }
+
     /// "chelsea.png — Atelier": the window says what is open.
     fn update_title(&mut self, ctx: &egui::Context) {
         let title = match &self.state.doc {
