@@ -2,9 +2,9 @@
 //! style's thumbnail with its painting inset in a corner, the name under it) under a
 //! search field. Clicking picks a style; user styles can be renamed and deleted; a painting
 //! dropped on the panel becomes an instant style and a model dropped there is imported
-//! (the app routes drops, [`Command::dropped`]; the panel only draws the drop hint). The
-//! panel only emits [`Command`]s for these; the pictures are read by a job
-//! ([`Job::Pictures`]) and handed back here.
+//! (the app routes drops, [`Command::dropped`]; the panel only draws the drop hint), and
+//! styles added this session come first. The panel only emits [`Command`]s for these; the
+//! pictures are read by a job ([`Job::Pictures`]) and handed back here.
 //!
 //! A grid rather than a list grouped by painter: thirty-odd bundled styles by two dozen
 //! painters would make as many one-entry groups, while three tiles to a row of a 260-px
@@ -79,6 +79,9 @@ pub struct GalleryPanel {
     /// The selection last brought into view: one made elsewhere (`--style`, a finished
     /// training) is scrolled to once, while a click in the grid never makes it jump.
     scrolled_to: Option<PathBuf>,
+    /// Styles added this session (a painting made an instant style, an import, a mix),
+    /// newest first: shown at the top of "Yours", where they were made.
+    added: Vec<PathBuf>,
     /// Files are held over the gallery (drawn as a drop hint); set by the app before
     /// [`Self::ui`], which draws it; tests read it.
     pub drop_hover: bool,
@@ -105,9 +108,22 @@ impl GalleryPanel {
             renaming: None,
             confirm_delete: None,
             scrolled_to: None,
+            added: Vec::new(),
             drop_hover: false,
             panel_rect: None,
         }
+    }
+
+    /// Shows the style at `path`, just added, first in "Yours" from now on.
+    pub fn added(&mut self, path: PathBuf) {
+        self.added.retain(|p| *p != path);
+        self.added.insert(0, path);
+        self.matched_query = None;
+    }
+
+    /// The styles in the order the grid last showed them (those matching the search).
+    pub fn shown(&self) -> impl Iterator<Item = &StyleEntry> {
+        self.matches.iter().filter_map(|&i| self.entries.get(i))
     }
 
     /// Re-reads both style folders; returns the job that reads the pictures of new or
@@ -298,8 +314,16 @@ impl GalleryPanel {
         let mut matches: Vec<usize> = (0..self.entries.len())
             .filter(|&i| words.iter().all(|w| self.haystacks[i].contains(w)))
             .collect();
-        // Stable, so each group keeps the registry's order by name.
-        matches.sort_by_key(|&i| self.entries[i].origin != Origin::User);
+        // User styles first, those added this session first among them, newest first;
+        // stable, so the rest keep the registry's order by name.
+        let added = |i: usize| {
+            let path = &self.entries[i].path;
+            self.added
+                .iter()
+                .position(|p| p == path)
+                .unwrap_or(usize::MAX)
+        };
+        matches.sort_by_key(|&i| (self.entries[i].origin != Origin::User, added(i)));
         self.matches = matches;
         self.matched_query = Some(self.query.clone());
     }

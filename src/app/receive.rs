@@ -162,6 +162,7 @@ impl AtelierApp {
                 self.state.notice = Some(Notice::error("Could not open the session", e))
             }
             JobResult::Imported(Ok(style)) => {
+                self.gallery.added(style.path.clone());
                 self.reload_styles();
                 self.gallery.selected = Some(style.path);
                 self.state.notice = Some(Notice::Info(format!("Imported '{}'", style.name)));
@@ -171,6 +172,7 @@ impl AtelierApp {
                 self.state.notice = Some(Notice::error("Import failed", e))
             }
             JobResult::Trained(Ok(path)) => {
+                self.gallery.added(path.clone());
                 self.reload_styles();
                 self.gallery.selected = Some(path);
                 self.restyle();
