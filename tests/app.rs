@@ -7,35 +7,14 @@
 
 mod common;
 
-use common::app::{env, harness, run_until, write_photo};
+use common::app::{drop_file, env, harness, run_until, write_photo};
 
 use atelier::app::{AtelierApp, Command};
 use atelier::model::Variant;
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A file dropped on the window, as eframe would deliver it.
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
-fn drop_file(h: &mut Harness<'static, AtelierApp>, p: &Path) {
-    h.input_mut()
-        .dropped_files
-        .push(Arc::new(Dropped(p.to_path_buf())));
-    h.step();
-}
 
 /// The notice as the status line words it, when it reports a failure.
 fn error_notice(a: &AtelierApp) -> Option<String> {

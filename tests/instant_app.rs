@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::app::run_until;
+use common::app::{drop_file_at, env, harness, hold_file_at, run_until, write_photo};
 
 use atelier::app::{AppOptions, AtelierApp, Command};
 use atelier::model::registry::Registry;
@@ -144,4 +144,101 @@ fn a_painting_becomes_an_instant_style_in_the_gallery_and_on_the_canvas() {
         .training
         .style_image
         .ends_with("Sunflowers at Dusk.png"));
+}
+
+/// A painting for the drop tests; its name sorts after "Test Style", the one style `env`
+/// has, so a tile at the top of the gallery is there because it was just made.
+fn wheatfield(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("Wheatfield with Crows.png");
+    image::RgbImage::from_fn(300, 200, |x, y| {
+        image::Rgb([(x % 256) as u8, 40, ((x * y) % 256) as u8])
+    })
+    .save(&p)
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_painting_dropped_on_the_gallery_becomes_an_instant_style_at_its_top() {
+    let e = env();
+    let mut h = harness(&e);
+    let photo = write_photo(&e.root, 120, 80);
+    h.state_mut().execute(Command::Open(photo.clone()));
+    run_until(&mut h, "the photo", LIMIT, |a| a.state.doc.is_some());
+    let painting = wheatfield(&e.root);
+    let gallery = h.state().gallery.panel_rect.expect("the gallery is shown");
+
+    // Held over the gallery: the gallery offers itself, the canvas does not.
+    hold_file_at(&mut h, &painting, gallery.center());
+    assert!(h.state().gallery.drop_hover);
+    assert!(!h.state().canvas.drop_hover);
+
+    drop_file_at(&mut h, &painting, gallery.center());
+    assert!(!h.state().gallery.drop_hover);
+    run_until(&mut h, "the dropped painting's result", LIMIT, |a| {
+        a.state
+            .doc
+            .as_ref()
+            .and_then(|d| d.result.as_ref())
+            .is_some_and(|(_, style)| a.gallery.selected.as_ref() == Some(style))
+    });
+    let app = h.state();
+    let top = app
+        .gallery
+        .shown()
+        .next()
+        .expect("the gallery shows styles");
+    assert_eq!(top.meta.name, "Wheatfield with Crows");
+    assert_eq!(top.meta.variant, Variant::Instant);
+    assert_eq!(
+        app.gallery.shown().count(),
+        2,
+        "the new style and Test Style"
+    );
+    // The photo stayed open and was restyled with the new style.
+    let doc = app.state.doc.as_ref().unwrap();
+    assert_eq!(doc.path.as_ref(), Some(&photo));
+    let (result, style) = doc.result.as_ref().unwrap();
+    assert_eq!(style, &top.path);
+    assert_eq!(result.dimensions(), (120, 80));
+    assert!(
+        common::psnr(result, &doc.photo) < 25.0,
+        "the instant style left the photo nearly as it was"
+    );
+}
+
+#[test]
+fn a_painting_dropped_on_the_canvas_still_opens_as_the_photo() {
+    let e = env();
+    let mut h = harness(&e);
+    let photo = write_photo(&e.root, 120, 80);
+    h.state_mut().execute(Command::Open(photo));
+    run_until(&mut h, "the photo", LIMIT, |a| a.state.doc.is_some());
+    let painting = wheatfield(&e.root);
+    let gallery = h.state().gallery.panel_rect.expect("the gallery is shown");
+    let canvas = egui::pos2(gallery.min.x / 2.0, gallery.center().y);
+
+    hold_file_at(&mut h, &painting, canvas);
+    assert!(h.state().canvas.drop_hover);
+    assert!(!h.state().gallery.drop_hover);
+
+    drop_file_at(&mut h, &painting, canvas);
+    run_until(&mut h, "the painting as the photo", LIMIT, |a| {
+        a.state
+            .doc
+            .as_ref()
+            .is_some_and(|d| d.path.as_ref() == Some(&painting))
+    });
+    let app = h.state();
+    assert_eq!(
+        app.state.doc.as_ref().unwrap().photo.dimensions(),
+        (300, 200)
+    );
+    assert!(
+        app.gallery
+            .entries
+            .iter()
+            .all(|e| e.meta.variant != Variant::Instant),
+        "no instant style was made"
+    );
 }

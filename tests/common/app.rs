@@ -116,3 +116,43 @@ pub fn drag(h: &mut Harness<'static, AtelierApp>, from: egui::Pos2, to: egui::Po
     h.input_mut().events.push(button(to, false));
     h.step();
 }
+
+/// A file dropped on the window, as eframe would deliver it.
+#[derive(Debug)]
+pub struct Dropped(pub PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Drops `p` on the window wherever the pointer is (nowhere known, unless a test moved
+/// it) and steps once.
+pub fn drop_file(h: &mut Harness<'static, AtelierApp>, p: &Path) {
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(p.to_path_buf())));
+    h.step();
+}
+
+/// Drags `p` over the window to `pos` (held, not yet dropped) and steps once.
+pub fn hold_file_at(h: &mut Harness<'static, AtelierApp>, p: &Path, pos: egui::Pos2) {
+    h.input_mut().events.push(egui::Event::PointerMoved(pos));
+    h.input_mut().hovered_files = vec![egui::HoveredFile {
+        path: Some(p.to_path_buf()),
+        mime: String::new(),
+    }];
+    h.step();
+}
+
+/// Drags `p` to `pos` and drops it there, as a desktop would: held, then let go.
+pub fn drop_file_at(h: &mut Harness<'static, AtelierApp>, p: &Path, pos: egui::Pos2) {
+    hold_file_at(h, p, pos);
+    h.input_mut().events.push(egui::Event::PointerMoved(pos));
+    h.input_mut().hovered_files.clear();
+    drop_file(h, p);
+}
