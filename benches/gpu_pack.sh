@@ -16,11 +16,14 @@
 #                 FFMPEG_XZ=... instead takes an already xz-compressed build.
 #   VIDEO_FRAMES=120  length of that clip
 #   STYLES=all    pack every public-domain painting (the six in styles/ and styles/more/) for
-#                 gpu_train_many.sh, or STYLES="wave the_kiss" just those; default: the six
+#                 gpu_train_many.sh, or STYLES="wave the_kiss" just those, or STYLES=jobs the
+#                 paintings the JOBS file names; default: the six
 #   JOBS=FILE     the run list for gpu_train_many.sh (packed as .gpu/jobs.txt)
 #   EVAL_DATA=1   pack the held-out photos (imagenet-sample-256/eval) for `atelier eval`
 #   NO_REF=1      leave out the fast-style-transfer reference checkpoint (the `check` step)
-# Size: the xz'd ffmpeg is 21 MB, so with it the working tree (40 MB) + .gpu no longer fit the
+# Size: benches/gpu_slim.sh out|back moves the tracked files a call does not need (the gallery
+# models, the instant network, docs images) out of the working tree and back.
+# The xz'd ffmpeg is 21 MB, so with it the working tree (40 MB) + .gpu no longer fit the
 # device tool's 64 MiB. For such a call pack with TRAIN_DATA=0, delete .gpu/ref and .gpu/styles,
 # and move the gallery models other than starry_night out of models/ until the call returns.
 # The cuDNN build (the fast one):
@@ -37,6 +40,7 @@ xz -T2 -6 -c "$BIN" > .gpu/atelier.xz
 if [ -x "$CHECK_BIN" ]; then xz -T2 -6 -c "$CHECK_BIN" > .gpu/cuda_check.xz; fi
 if [ -n "${BASE_BIN:-}" ]; then xz -T2 -6 -c "$BASE_BIN" > .gpu/atelier-base.xz; fi
 cp "$SHARED/bench/pytorch_reference.py" .gpu/
+# ../shared/bench/pytorch_reference.py's network and loss; benches/pytorch_compiled.py imports them.
 # The VGG16 travels with the working tree (models/).
 if [ "${NO_REF:-0}" != 1 ]; then
   cp -r "$SHARED/reference/fast-style-transfer/checkpoints/udnie" .gpu/ref/udnie
@@ -51,6 +55,8 @@ case "${STYLES:-}" in
   "") cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg .gpu/styles/ ;;
   all) cp "$SHARED/styles/"{starry_night,the_scream,wave,udnie,composition_vii,the_shipwreck_of_the_minotaur}.jpg \
          "$SHARED/styles/more/"*.jpg .gpu/styles/ ;;
+  jobs) for p in $(grep -v '^\s*#' "${JOBS:?STYLES=jobs needs JOBS=FILE}" | awk 'NF {print $2}' | sort -u); do
+          cp "$(ls "$SHARED/styles/$p" "$SHARED/styles/more/$p" 2>/dev/null | head -1)" .gpu/styles/; done ;;
   *) for s in $STYLES; do cp "$(ls "$SHARED/styles/$s.jpg" "$SHARED/styles/more/$s.jpg" 2>/dev/null | head -1)" .gpu/styles/; done ;;
 esac
 if [ "${EVAL_DATA:-0}" = 1 ]; then cp -r "$SHARED/datasets/imagenet-sample-256/eval" .gpu/eval; fi
@@ -61,6 +67,6 @@ if [ -n "${FFMPEG:-}${FFMPEG_XZ:-}" ]; then
     -c:v libx264 -crf 23 -preset fast -pix_fmt yuv420p -an .gpu/video/fox1080.mp4
   ffprobe -v error -show_streams -show_format -of json .gpu/video/fox1080.mp4 > .gpu/video/fox1080.ffprobe.json
 fi
-cp benches/gpu_run.sh benches/gpu_train_many.sh benches/torch_train_reference.py .gpu/
+cp benches/gpu_run.sh benches/gpu_train_many.sh benches/torch_train_reference.py benches/pytorch_compiled.py .gpu/
 [ -n "${JOBS:-}" ] && cp "$JOBS" .gpu/jobs.txt
 du -sh .gpu

@@ -2,7 +2,11 @@
 # Runs on the GPU machine (see benches/gpu_pack.sh). Results go to $OUT (the device tool brings
 # back at most 8 files: gpu.txt, convcheck.txt, atelier_bench.txt, pytorch.txt and the train
 # step's model, metrics and config).
-#   STEPS="check convcheck bench torch train ncu ncutrain video"   which parts to run (default: check bench torch)
+#   STEPS="check convcheck bench torch compiled instant train ncu ncutrain video"   which parts
+#       to run (default: check bench torch). `compiled`: benches/pytorch_compiled.py (fp16,
+#       channels_last, torch.compile max-autotune; training bf16 autocast + fused Adam).
+#       `instant`: the instant-style network at each precision, its PSNR against f32 on the
+#       CPU, and one `stylize --style-image` at the default precision.
 #   BENCH_VARIANTS="default ATELIER_TF32=0 ATELIER_CUDNN=0,ATELIER_TF32=0"   one bench per
 #       entry, each a comma-separated list of environment settings ("default": none)
 #   BENCH_ARGS="--train-iters 100"   extra arguments for every bench
@@ -86,7 +90,18 @@ PY
         env $([ $v = default ] || echo "$v" | tr , ' ') $A bench --device cuda --json --vgg $VGG $QUALITY ${BENCH_ARGS:-} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
       done ;;
     torch)
-      python3 .gpu/pytorch_reference.py --vgg $VGG 2>&1 | tail -3 | tee "$OUT/pytorch.txt" ;;
+      python3 .gpu/pytorch_reference.py --vgg $VGG 2>&1 | tail -3 | tee -a "$OUT/pytorch.txt" ;;
+    compiled)  # the strongest PyTorch: compile waits reported apart from the timings
+      echo "compiled:" >> "$OUT/pytorch.txt"
+      PYTHONUNBUFFERED=1 timeout ${COMPILED_TIMEOUT:-300} python3 .gpu/pytorch_compiled.py --vgg $VGG ${COMPILED_ARGS:-} 2>&1 \
+        | grep -v Warning | tail -4 | tee -a "$OUT/pytorch.txt" ;;
+    instant)
+      $A bench --variant arbitrary --device cuda --sizes 1024,3840x2160 --precision f16,f32 --json \
+        $QUALITY 2>&1 | tail -3 | tee -a "$OUT/instant.txt"
+      $A stylize assets/examples/$(ls assets/examples | head -1) --style-image .gpu/styles/$(ls .gpu/styles | head -1) \
+        --device cuda -o /tmp/instant_out.png --overwrite 2>&1 | tail -2 | tee -a "$OUT/instant.txt"
+      python3 -c 'import sys; from PIL import Image; i = Image.open(sys.argv[1]); print("instant output", i.size, "extrema", i.getextrema())' \
+        /tmp/instant_out.png 2>&1 | tee -a "$OUT/instant.txt" ;;
     train)
       S=${TRAIN_STYLE:-starry_night}
       rm -rf /tmp/run-$S  # a warm machine keeps /tmp between calls

@@ -424,3 +424,65 @@ fn masks_and_stroke_scale_work_for_instant_styles() {
         "the unmasked half kept the photo"
     );
 }
+
+#[test]
+fn half_precision_keeps_the_predictor_in_f32_and_follows_the_f32_pass() {
+    use atelier::model::Variant;
+    use atelier::nn::instant::shared_network;
+    use atelier::nn::Precision;
+    use candle_core::{DType, Tensor};
+    // f16 runs only where cuDNN's half kernels exist; elsewhere the request is refused
+    // with a message instead of a slow or wrong pass.
+    assert!(!Precision::F16.supported(Variant::Instant, &Device::Cpu));
+    let err = InstantStylizer::bundled_with(&Device::Cpu, Precision::F16)
+        .err()
+        .expect("f16 on the CPU is refused");
+    assert!(err.to_string().contains("f16"), "{err}");
+
+    // The conversion itself (what the CUDA path runs): convs in f16, the predictor and the
+    // style projections in f32, norms' scales in the pass's dtype.
+    let f32_net = shared_network(&Device::Cpu, DType::F32).unwrap();
+    let half = shared_network(&Device::Cpu, DType::F16).unwrap();
+    assert_eq!(f32_net.transformer.dtype(), DType::F32);
+    assert_eq!(half.transformer.dtype(), DType::F16);
+    let photo = common::photo(64, 48);
+    let painting = common::photo(256, 256);
+    let net = bundled();
+    let v = net.style_vector(&painting).unwrap();
+    let style = Tensor::from_slice(&v, (1, v.len()), &Device::Cpu).unwrap();
+    let norms = half.transformer.norms_for(&style).unwrap();
+    assert!(norms.iter().all(|n| n.weight.dtype() == DType::F16));
+    // Same predictor weights: the vector of a painting does not depend on the precision.
+    let again = InstantStylizer::bundled(&Device::Cpu).unwrap();
+    assert_eq!(again.style_vector(&painting).unwrap(), v);
+
+    // The f16 pass (on the CPU, through the same layers) stays close to the f32 one.
+    let x = (Tensor::from_vec(
+        photo.as_raw().iter().map(|&b| b as f32).collect::<Vec<_>>(),
+        (1, 48, 64, 3),
+        &Device::Cpu,
+    )
+    .unwrap()
+    .permute((0, 3, 1, 2))
+    .unwrap()
+    .contiguous()
+    .unwrap()
+        / 255.0)
+        .unwrap();
+    let want = f32_net.transformer.forward(&x, &style).unwrap();
+    let got = half
+        .transformer
+        .forward(&x.to_dtype(DType::F16).unwrap(), &style)
+        .unwrap();
+    assert_eq!(got.dtype(), DType::F32, "the output comes back in f32");
+    let mse = (want - got)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    let psnr = 10.0 * (1.0 / mse.max(1e-20)).log10();
+    assert!(psnr >= 35.0, "f16 pass {psnr:.1} dB from the f32 one");
+}

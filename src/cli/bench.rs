@@ -61,7 +61,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let runs = a.runs.unwrap_or(if gpu { 20 } else { 5 });
     if a.variant == "arbitrary" {
-        return bench_instant(&device, &sizes, runs, a.warmup, a.json);
+        return bench_instant(&a, &device, &sizes, runs);
     }
     let variant = Variant::parse(&a.variant).expect("clap restricts the values");
     let precisions = precisions(&a.precision, variant, &device)?;
@@ -198,9 +198,6 @@ fn quality_check(
     let model_path = a.quality_model.clone().or_else(|| {
         atelier::model::registry::bundled_dir().map(|d| d.join("starry_night.safetensors"))
     });
-    let photo_dir = a.quality_photos.clone().unwrap_or_else(|| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/examples")
-    });
     let Some(model_path) = model_path.filter(|p| p.is_file()) else {
         eprintln!("quality check skipped: no trained style found (pass --quality-model)");
         return Ok(());
@@ -212,18 +209,7 @@ fn quality_check(
     {
         return Ok(());
     }
-    let mut photos = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(&photo_dir)
-        .map_err(|e| anyhow::anyhow!("quality photos {}: {e}", photo_dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    names.sort();
-    for p in names {
-        if let Ok(img) = atelier::image_io::load_rgb(&p) {
-            photos.push(img);
-        }
-    }
+    let photos = quality_photos(a)?;
     for &precision in precisions {
         if !precision.supported(model.meta.variant, device) {
             continue;
@@ -247,6 +233,23 @@ fn quality_check(
     Ok(())
 }
 
+/// The photos of `--quality-photos` (default: the source tree's assets/examples), by name.
+fn quality_photos(a: &Args) -> anyhow::Result<Vec<image::RgbImage>> {
+    let photo_dir = a.quality_photos.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/examples")
+    });
+    let mut names: Vec<_> = std::fs::read_dir(&photo_dir)
+        .map_err(|e| anyhow::anyhow!("quality photos {}: {e}", photo_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    Ok(names
+        .iter()
+        .filter_map(|p| atelier::image_io::load_rgb(p).ok())
+        .collect())
+}
+
 fn build_info() -> String {
     let mut features = Vec::new();
     if cfg!(feature = "cuda") {
@@ -267,23 +270,23 @@ fn build_info() -> String {
 }
 
 /// Times the instant-style network: the predictor on one 256² painting, and the transformer
-/// (with padding, conversion and crop, as `stylize --style-image` runs it) at each size.
+/// (with padding, conversion and crop, as `stylize --style-image` runs it) at each size and
+/// precision; on accelerators also each precision's PSNR against f32 on the CPU.
 fn bench_instant(
+    a: &Args,
     device: &candle_core::Device,
     sizes: &[String],
     runs: usize,
-    warmup: usize,
-    json_out: bool,
 ) -> anyhow::Result<ExitCode> {
     use atelier::stylize::instant::InstantStylizer;
     use atelier::stylize::Hooks;
-    let net = InstantStylizer::bundled(device)?;
+    let precisions = precisions(&a.precision, Variant::Instant, device)?;
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
-        for _ in 0..warmup {
+        for _ in 0..a.warmup {
             f()?;
         }
         let mut ms = Vec::new();
@@ -300,33 +303,91 @@ fn bench_instant(
     json.insert("variant".into(), "arbitrary".into());
     json.insert("runs".into(), runs.into());
     let painting = image::RgbImage::from_fn(256, 256, |x, y| image::Rgb([x as u8, y as u8, 128]));
-    let predictor_ms = time(&mut || {
-        net.style_vector_exact(&painting)?;
-        Ok(())
-    })?;
-    let vector = net.style_vector_exact(&painting)?;
-    json.insert("predictor_ms".into(), predictor_ms.into());
-    if !json_out {
-        eprintln!("style predictor (256²): {predictor_ms:.1} ms");
-    }
-    for s in sizes {
-        let (w, h) = parse_size(s)
-            .ok_or_else(|| anyhow::anyhow!("'{s}' is not a size like 1024 or 3840x2160"))?;
-        let (w, h) = (w as u32, h as u32);
-        let photo = image::RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
-        });
-        let ms = time(&mut || {
-            net.stylize(&photo, &vector, 1.0, &mut Hooks::default())?;
-            Ok(())
-        })?;
-        json.insert(format!("transform_ms_{w}x{h}"), ms.into());
-        if !json_out {
-            eprintln!("style transformer {w}x{h}: {ms:.1} ms (median of {runs})");
+    for (i, &precision) in precisions.iter().enumerate() {
+        let p = precision.as_str();
+        let net = InstantStylizer::bundled_with(device, precision)?;
+        // The predictor is f32 at every precision: time it once.
+        if i == 0 {
+            let predictor_ms = time(&mut || {
+                net.style_vector_exact(&painting)?;
+                Ok(())
+            })?;
+            json.insert("predictor_ms".into(), predictor_ms.into());
+            if !a.json {
+                eprintln!("style predictor (256²): {predictor_ms:.1} ms");
+            }
+        }
+        let vector = net.style_vector_exact(&painting)?;
+        for s in sizes {
+            let (w, h) = parse_size(s)
+                .ok_or_else(|| anyhow::anyhow!("'{s}' is not a size like 1024 or 3840x2160"))?;
+            let (w, h) = (w as u32, h as u32);
+            let photo = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+            });
+            let ms = time(&mut || {
+                net.stylize(&photo, &vector, 1.0, &mut Hooks::default())?;
+                Ok(())
+            })?;
+            json.insert(format!("transform_ms_{p}_{w}x{h}"), ms.into());
+            if !a.json {
+                eprintln!("style transformer {p} {w}x{h}: {ms:.1} ms (median of {runs})");
+            }
         }
     }
-    if json_out {
+    if !device.is_cpu() {
+        instant_quality_check(a, device, &precisions, &mut json)?;
+    }
+    if a.json {
         println!("{}", serde_json::Value::Object(json));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// On accelerators: each precision's instant-style output against f32 on the CPU, on the
+/// quality photos, under the style of the quality model's painting (or the first photo's).
+fn instant_quality_check(
+    a: &Args,
+    device: &candle_core::Device,
+    precisions: &[Precision],
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
+    use atelier::stylize::instant::{instant_style, InstantStylizer};
+    let photos = quality_photos(a)?;
+    let Some(first) = photos.first() else {
+        eprintln!("instant quality check skipped: no photos");
+        return Ok(());
+    };
+    let painting = a
+        .quality_model
+        .as_ref()
+        .and_then(|p| StyleModel::load(p).ok())
+        .and_then(|m| m.painting_jpg)
+        .and_then(|jpg| image::load_from_memory(&jpg).ok())
+        .map(|i| i.to_rgb8())
+        .unwrap_or_else(|| first.clone());
+    let vector = InstantStylizer::bundled_with(&candle_core::Device::Cpu, Precision::F32)?
+        .style_vector(&painting)?;
+    let model = instant_style(vector, "bench")?;
+    for &precision in precisions {
+        let q = atelier::bench::quality_against_cpu(&model, device, precision, &photos)?;
+        if !a.json {
+            println!(
+                "instant quality {} vs f32 on the CPU ({} photos): PSNR min {:.1} dB, mean {:.1} dB",
+                precision.as_str(),
+                q.photos,
+                q.min_psnr_db,
+                q.mean_psnr_db
+            );
+        }
+        json.insert(
+            format!("psnr_db_min_{}_vs_cpu_f32", precision.as_str()),
+            q.min_psnr_db.into(),
+        );
+        json.insert(
+            format!("psnr_db_mean_{}_vs_cpu_f32", precision.as_str()),
+            q.mean_psnr_db.into(),
+        );
+    }
+    Ok(())
 }

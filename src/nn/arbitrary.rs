@@ -336,6 +336,26 @@ impl TransformerConv {
         })
     }
 
+    /// The same layer with its conv in `dtype`; the style projections stay f32 (they run
+    /// once per style, and the norms' scales and shifts are converted after them).
+    fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            conv: Conv {
+                weight: self.conv.weight.to_dtype(dtype)?,
+                bias: self
+                    .conv
+                    .bias
+                    .as_ref()
+                    .map(|b| b.to_dtype(dtype))
+                    .transpose()?,
+                stride: self.conv.stride,
+            },
+            pad: self.pad,
+            upsample: self.upsample,
+            norm: self.norm.clone(),
+        })
+    }
+
     /// The conv alone; its norm (if any) is applied by the pass's [`NormCtx`].
     fn conv(&self, x: &Tensor) -> Result<Tensor> {
         let padded = if self.upsample {
@@ -423,21 +443,62 @@ impl StyleTransformer {
         })
     }
 
-    /// The thirteen instance norms under one style vector `(1, 100)`, in pass order.
+    /// The same network computing in `dtype` (f16 for half-precision inference on CUDA):
+    /// convs and activations in `dtype`, norm statistics and the style projections in f32.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let convert = |ls: &[TransformerConv]| -> Result<Vec<TransformerConv>> {
+            ls.iter().map(|l| l.to_dtype(dtype)).collect()
+        };
+        let three = |v: Vec<TransformerConv>| -> [TransformerConv; 3] {
+            v.try_into().expect("three layers in, three out")
+        };
+        Ok(Self {
+            contract: three(convert(&self.contract)?),
+            residual: self
+                .residual
+                .iter()
+                .map(|pair| {
+                    let v = convert(pair)?;
+                    Ok([v[0].clone(), v[1].clone()])
+                })
+                .collect::<Result<Vec<_>>>()?,
+            expand: three(convert(&self.expand)?),
+            eps: self.eps,
+        })
+    }
+
+    /// The dtype the pass computes in.
+    pub fn dtype(&self) -> DType {
+        self.contract[0].conv.weight.dtype()
+    }
+
+    /// The thirteen instance norms under one style vector `(1, 100)`, in pass order, with
+    /// scales and shifts in the pass's dtype.
     pub fn norms_for(&self, style: &Tensor) -> Result<Vec<InstanceNorm>> {
         if style.dims() != [1, STYLE_DIM] {
             candle_core::bail!("a style vector is (1, {STYLE_DIM}), not {:?}", style.dims());
         }
         let style = style.to_dtype(DType::F32)?;
+        let dtype = self.dtype();
         self.residual
             .iter()
             .flatten()
             .chain(&self.expand)
             .map(|l| {
-                l.norm
+                let n = l
+                    .norm
                     .as_ref()
                     .expect("residual and expand layers have norms")
-                    .for_style(&style, self.eps)
+                    .for_style(&style, self.eps)?;
+                if dtype == DType::F32 {
+                    Ok(n)
+                } else {
+                    InstanceNorm::from_tensors(
+                        n.weight.to_dtype(dtype)?,
+                        n.bias.to_dtype(dtype)?,
+                        n.eps,
+                    )
+                }
             })
             .collect()
     }
@@ -499,7 +560,10 @@ impl StyleTransformer {
         y = norm!(10, e1.conv(&y)?, true);
         y = norm!(11, e2.conv(&y)?, true);
         y = norm!(12, e3.conv(&y)?, false);
-        Ok(Flow::Next(candle_nn::ops::sigmoid(&y)?))
+        // Three channels: the sigmoid in f32 costs nothing and keeps the output's last bits.
+        Ok(Flow::Next(candle_nn::ops::sigmoid(
+            &y.to_dtype(DType::F32)?,
+        )?))
     }
 }
 
@@ -520,6 +584,15 @@ impl ArbitraryNet {
 
     pub fn device(&self) -> &Device {
         self.transformer.contract[0].conv.weight.device()
+    }
+
+    /// The same networks with the transformer computing in `dtype`; the predictor stays f32
+    /// (it runs once per painting, and its vector drives every norm).
+    pub fn with_transformer_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            predictor: self.predictor.clone(),
+            transformer: self.transformer.to_dtype(dtype)?,
+        })
     }
 }
 

@@ -23,13 +23,21 @@ pub struct InstantNet {
     norms: Vec<InstanceNorm>,
 }
 
-/// The bundled network on `device`, loaded at most once per device.
-pub fn shared_network(device: &Device) -> crate::Result<Arc<ArbitraryNet>> {
+/// The bundled network on `device` with its transformer computing in `dtype` (f16 only
+/// where [`crate::nn::Precision::supported`] says so), loaded at most once per device and dtype.
+pub fn shared_network(device: &Device, dtype: DType) -> crate::Result<Arc<ArbitraryNet>> {
     static LOADED: Mutex<Vec<(String, Arc<ArbitraryNet>)>> = Mutex::new(Vec::new());
-    let key = format!("{:?}", device.location());
+    let key = format!("{:?} {dtype:?}", device.location());
     let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, n)) = loaded.iter().find(|(k, _)| *k == key) {
         return Ok(n.clone());
+    }
+    if dtype != DType::F32 {
+        drop(loaded);
+        let net = Arc::new(shared_network(device, DType::F32)?.with_transformer_dtype(dtype)?);
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        loaded.push((key, net.clone()));
+        return Ok(net);
     }
     let path = magenta_import::bundled_path().ok_or_else(|| {
         crate::Error::Invalid(format!(
@@ -47,8 +55,8 @@ impl InstantNet {
         let vector = vb
             .get((1, STYLE_DIM), VECTOR_TENSOR)?
             .to_dtype(DType::F32)?;
-        let net =
-            shared_network(vb.device()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let net = shared_network(vb.device(), vb.dtype())
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let norms = net.transformer.norms_for(&vector)?;
         Ok(Self { net, vector, norms })
     }
@@ -83,7 +91,7 @@ impl InstantNet {
     pub fn forward_ctx(&self, x: &Tensor, ctx: &mut NormCtx) -> crate::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (hp, wp) = (padded_side(h), padded_side(w));
-        let x = (x.to_dtype(DType::F32)? / 255.0)?
+        let x = (x.to_dtype(self.net.transformer.dtype())? / 255.0)?
             .pad_with_same(2, 0, hp - h)?
             .pad_with_same(3, 0, wp - w)?;
         match self.net.transformer.forward_ctx(&x, &self.norms, ctx)? {

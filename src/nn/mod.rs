@@ -131,11 +131,16 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// f16 for the Johnson network on CUDA builds with cuDNN (the combination whose f16
-    /// path is implemented and measured), f32 everywhere else, and f32 when
+    /// f16 for the Johnson network on CUDA builds with cuDNN (the combination whose f16 path
+    /// is implemented and measured to pay), f32 everywhere else, and f32 when
     /// [`Tuning::half_precision`](crate::tuning::Tuning::half_precision) is off.
     pub fn auto(variant: Variant, device: &Device) -> Self {
-        if Self::F16.supported(variant, device) && crate::tuning::current().half_precision {
+        // The instant network runs f16 within 55 dB of f32 but no faster (its 8–32-channel
+        // convs are memory-bound; H200, docs/benchmarks.md), so it stays f32 unless asked.
+        if variant == Variant::Johnson
+            && Self::F16.supported(variant, device)
+            && crate::tuning::current().half_precision
+        {
             Self::F16
         } else {
             Self::F32
@@ -146,7 +151,11 @@ impl Precision {
     pub fn supported(self, variant: Variant, device: &Device) -> bool {
         match self {
             Self::F32 => true,
-            Self::F16 => cfg!(feature = "cudnn") && device.is_cuda() && variant == Variant::Johnson,
+            Self::F16 => {
+                cfg!(feature = "cudnn")
+                    && device.is_cuda()
+                    && matches!(variant, Variant::Johnson | Variant::Instant)
+            }
         }
     }
 

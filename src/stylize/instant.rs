@@ -11,6 +11,7 @@ use crate::model::{ModelMeta, StyleModel, Variant};
 use crate::nn::arbitrary::{ArbitraryNet, PREDICTOR_SIDE, STYLE_DIM};
 use crate::nn::instant::{shared_network, InstantNet, VECTOR_TENSOR};
 use crate::nn::norm::NormCtx;
+use crate::nn::Precision;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -23,19 +24,41 @@ pub type StyleVector = Vec<f32>;
 /// The arbitrary-style network, loaded once, ready for any painting and any photo.
 pub struct InstantStylizer {
     net: Arc<ArbitraryNet>,
+    /// The predictor always runs on the CPU: MobileNetV2's depthwise convs go through candle's
+    /// grouped conv on CUDA, one launch per channel — 2.2 s per painting on an H200 against
+    /// tens of milliseconds on a CPU (docs/benchmarks.md).
+    predictor: Arc<ArbitraryNet>,
 }
 
 impl InstantStylizer {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        Ok(Self {
-            net: Arc::new(magenta_import::load(path, device)?),
-        })
+        let net = Arc::new(magenta_import::load(path, device)?);
+        let predictor = if device.is_cpu() {
+            net.clone()
+        } else {
+            Arc::new(magenta_import::load(path, &Device::Cpu)?)
+        };
+        Ok(Self { net, predictor })
     }
 
-    /// The network bundled with Atelier (`models/instant/`), shared with instant style files.
+    /// The network bundled with Atelier (`models/instant/`), shared with instant style files,
+    /// at the precision this device runs instant styles at ([`Precision::auto`]).
     pub fn bundled(device: &Device) -> Result<Self> {
+        Self::bundled_with(device, Precision::auto(Variant::Instant, device))
+    }
+
+    /// [`Self::bundled`] with the transformer at `precision` (the predictor is always f32).
+    pub fn bundled_with(device: &Device, precision: Precision) -> Result<Self> {
+        if !precision.supported(Variant::Instant, device) {
+            return Err(Error::Invalid(format!(
+                "{} inference of instant styles is not available on {}",
+                precision.as_str(),
+                crate::device::describe(device)
+            )));
+        }
         Ok(Self {
-            net: shared_network(device)?,
+            net: shared_network(device, precision.dtype())?,
+            predictor: shared_network(&Device::Cpu, candle_core::DType::F32)?,
         })
     }
 
@@ -46,12 +69,12 @@ impl InstantStylizer {
     /// The painting's style vector; any size of painting (it is resized to 256², as the
     /// predictor was trained).
     pub fn style_vector(&self, painting: &RgbImage) -> Result<StyleVector> {
-        style_vector(&self.net, painting)
+        style_vector(&self.predictor, painting)
     }
 
     /// The style vector of an image that is already the predictor's 256×256 input.
     pub fn style_vector_exact(&self, input: &RgbImage) -> Result<StyleVector> {
-        style_vector_exact(&self.net, input)
+        style_vector_exact(&self.predictor, input)
     }
 
     /// Repaints `photo` under `style` at `strength` (0 = the photo's own style vector,
@@ -131,7 +154,7 @@ pub fn instant_style(vector: StyleVector, name: &str) -> Result<StyleModel> {
 /// painting for the gallery, and where it came from.
 pub fn style_from_painting(path: &Path, name: &str) -> Result<StyleModel> {
     let painting = crate::image_io::load_rgb(path)?;
-    let net = shared_network(&Device::Cpu)?;
+    let net = shared_network(&Device::Cpu, candle_core::DType::F32)?;
     let mut model = instant_style(style_vector(&net, &painting)?, name)?;
     let file_name = path
         .file_name()
