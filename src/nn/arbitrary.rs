@@ -82,6 +82,12 @@ impl Module for SameConv {
         let k = self.weight.dim(3)?;
         let (top, bottom) = Self::same_pad(h, k, self.stride);
         let (left, right) = Self::same_pad(w, k, self.stride);
+        if self.groups > 1 && x.device().is_cpu() && x.dtype() == DType::F32 {
+            // candle runs a grouped conv as one conv per group: 960 tiny calls per layer,
+            // 50× slower than this direct loop, which also pads, adds the bias and clamps.
+            let pads = [top, bottom, left, right];
+            return depthwise_cpu(x, &self.weight, &self.bias, pads, self.stride, self.relu6);
+        }
         let x = if top == bottom && left == right && top == left {
             x.clone()
         } else {
@@ -101,13 +107,12 @@ impl Module for SameConv {
                 .reshape((1, o, c))?
                 .broadcast_matmul(&x.reshape((n, c, h * w))?)?
                 .reshape((n, o, h, w))?
-        } else if self.groups > 1 && x.device().is_cpu() && x.dtype() == DType::F32 {
-            // candle runs a grouped conv as one conv per group: 960 tiny calls per layer,
-            // 50× slower than this direct loop.
-            depthwise_cpu(&x, &self.weight, p, self.stride)?
         } else {
             x.conv2d(&self.weight, p, self.stride, 1, self.groups)?
         };
+        if y.device().is_cpu() && y.dtype() == DType::F32 {
+            return bias_relu6_cpu(&y, &self.bias, self.relu6);
+        }
         let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
         if self.relu6 {
             y.clamp(0f32, 6f32)
@@ -117,18 +122,47 @@ impl Module for SameConv {
     }
 }
 
-/// A depthwise (one filter per channel) conv of an f32 NCHW tensor on the CPU, with `pad`
-/// zeros on every side.
-fn depthwise_cpu(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+/// `y + bias` per channel, then ReLU6 if asked, in one parallel pass over an f32 NCHW tensor
+/// on the CPU (candle's two ops are two single-threaded passes).
+fn bias_relu6_cpu(y: &Tensor, bias: &Tensor, relu6: bool) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let (n, c, h, w) = y.dims4()?;
+    let mut v = y.flatten_all()?.to_vec1::<f32>()?;
+    let bs = bias.flatten_all()?.to_vec1::<f32>()?;
+    v.par_chunks_mut(h * w).enumerate().for_each(|(plane, p)| {
+        let b = bs[plane % c];
+        for x in p.iter_mut() {
+            *x += b;
+            if relu6 {
+                *x = x.clamp(0.0, 6.0);
+            }
+        }
+    });
+    Tensor::from_vec(v, (n, c, h, w), y.device())
+}
+
+/// A depthwise (one filter per channel) conv of an f32 NCHW tensor on the CPU, zero-padded by
+/// `[top, bottom, left, right]`, plus the bias, then ReLU6 if asked. Each plane is copied into
+/// a zero-bordered buffer first so the inner loops run over whole rows without bounds tests
+/// (they vectorise at stride 1), and bias and clamp happen in the same pass: the predictor's
+/// depthwise layers went from about 36 ms to a few ms of a 256² painting on the 2-core VM. The
+/// sums run in the same order as a per-pixel loop.
+fn depthwise_cpu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    [top, bottom, left, right]: [usize; 4],
+    stride: usize,
+    relu6: bool,
+) -> Result<Tensor> {
     use rayon::prelude::*;
     let (n, c, h, wd) = x.dims4()?;
     let (_, _, k, _) = w.dims4()?;
-    let (oh, ow) = (
-        (h + 2 * pad - k) / stride + 1,
-        (wd + 2 * pad - k) / stride + 1,
-    );
+    let (ph, pw) = (h + top + bottom, wd + left + right);
+    let (oh, ow) = ((ph - k) / stride + 1, (pw - k) / stride + 1);
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let ws = w.flatten_all()?.to_vec1::<f32>()?;
+    let bs = bias.flatten_all()?.to_vec1::<f32>()?;
     let mut out = vec![0f32; n * c * oh * ow];
     out.par_chunks_mut(oh * ow)
         .enumerate()
@@ -136,23 +170,32 @@ fn depthwise_cpu(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Te
             let ch = plane % c;
             let src = &xs[plane * h * wd..][..h * wd];
             let f = &ws[ch * k * k..][..k * k];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = 0f32;
-                    for ky in 0..k {
-                        let iy = (oy * stride + ky) as isize - pad as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let row = &src[iy as usize * wd..][..wd];
-                        for kx in 0..k {
-                            let ix = (ox * stride + kx) as isize - pad as isize;
-                            if ix >= 0 && ix < wd as isize {
-                                acc += row[ix as usize] * f[ky * k + kx];
+            let mut padded = vec![0f32; ph * pw];
+            for (y, row) in src.chunks_exact(wd).enumerate() {
+                padded[(y + top) * pw + left..][..wd].copy_from_slice(row);
+            }
+            for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+                for ky in 0..k {
+                    let irow = &padded[(oy * stride + ky) * pw..][..pw];
+                    for kx in 0..k {
+                        let wv = f[ky * k + kx];
+                        if stride == 1 {
+                            for (ov, iv) in orow.iter_mut().zip(&irow[kx..kx + ow]) {
+                                *ov += iv * wv;
+                            }
+                        } else {
+                            for (ox, ov) in orow.iter_mut().enumerate() {
+                                *ov += irow[ox * stride + kx] * wv;
                             }
                         }
                     }
-                    o[oy * ow + ox] = acc;
+                }
+            }
+            let b = bs[ch];
+            for v in o.iter_mut() {
+                *v += b;
+                if relu6 {
+                    *v = v.clamp(0.0, 6.0);
                 }
             }
         });
@@ -611,6 +654,49 @@ pub fn param_specs() -> std::collections::BTreeMap<String, Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_depthwise_loop_matches_candles_grouped_conv() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 2.0, (2, 6, 9, 8), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (6, 1, 3, 3), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 6, &dev).unwrap();
+        for (stride, pads) in [(1, [1, 1, 1, 1]), (2, [0, 1, 1, 1]), (2, [1, 1, 0, 1])] {
+            for relu6 in [false, true] {
+                let got = depthwise_cpu(&x, &w, &b, pads, stride, relu6).unwrap();
+                let [t, bo, l, r] = pads;
+                let want = x
+                    .pad_with_zeros(2, t, bo)
+                    .unwrap()
+                    .pad_with_zeros(3, l, r)
+                    .unwrap()
+                    .conv2d(&w, 0, stride, 1, 6)
+                    .unwrap()
+                    .broadcast_add(&b.reshape((1, 6, 1, 1)).unwrap())
+                    .unwrap();
+                let want = if relu6 {
+                    want.clamp(0f32, 6f32).unwrap()
+                } else {
+                    want
+                };
+                assert_eq!(got.dims(), want.dims(), "stride {stride} pads {pads:?}");
+                let diff = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    diff < 1e-5,
+                    "stride {stride} pads {pads:?} relu6 {relu6}: {diff}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn tensorflow_same_padding_puts_the_odd_pixel_last() {
