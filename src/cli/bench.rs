@@ -215,22 +215,38 @@ fn quality_check(
             continue;
         }
         let q = atelier::bench::quality_against_cpu(&model, device, precision, &photos)?;
-        if !a.json {
-            println!(
-                "quality {} vs f32 on the CPU ({}, {} photos): PSNR min {:.1} dB, mean {:.1} dB",
-                precision.as_str(),
-                model.meta.name,
-                q.photos,
-                q.min_psnr_db,
-                q.mean_psnr_db
-            );
-        }
-        json.insert(
-            format!("psnr_db_min_{}_vs_cpu_f32", precision.as_str()),
-            q.min_psnr_db.into(),
+        report_quality(
+            a,
+            &format!("quality ({})", model.meta.name),
+            precision,
+            &q,
+            json,
         );
     }
     Ok(())
+}
+
+/// Prints one precision's PSNR against f32 on the CPU and records its minimum.
+fn report_quality(
+    a: &Args,
+    label: &str,
+    precision: Precision,
+    q: &atelier::bench::Quality,
+    json: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    if !a.json {
+        println!(
+            "{label} {} vs f32 on the CPU ({} photos): PSNR min {:.1} dB, mean {:.1} dB",
+            precision.as_str(),
+            q.photos,
+            q.min_psnr_db,
+            q.mean_psnr_db
+        );
+    }
+    json.insert(
+        format!("psnr_db_min_{}_vs_cpu_f32", precision.as_str()),
+        q.min_psnr_db.into(),
+    );
 }
 
 /// The photos of `--quality-photos` (default: the source tree's assets/examples), by name.
@@ -371,19 +387,7 @@ fn instant_quality_check(
     let model = instant_style(vector, "bench")?;
     for &precision in precisions {
         let q = atelier::bench::quality_against_cpu(&model, device, precision, &photos)?;
-        if !a.json {
-            println!(
-                "instant quality {} vs f32 on the CPU ({} photos): PSNR min {:.1} dB, mean {:.1} dB",
-                precision.as_str(),
-                q.photos,
-                q.min_psnr_db,
-                q.mean_psnr_db
-            );
-        }
-        json.insert(
-            format!("psnr_db_min_{}_vs_cpu_f32", precision.as_str()),
-            q.min_psnr_db.into(),
-        );
+        report_quality(a, "instant quality", precision, &q, json);
         json.insert(
             format!("psnr_db_mean_{}_vs_cpu_f32", precision.as_str()),
             q.mean_psnr_db.into(),

@@ -129,16 +129,20 @@ fn bias_relu6_cpu(y: &Tensor, bias: &Tensor, relu6: bool) -> Result<Tensor> {
     let (n, c, h, w) = y.dims4()?;
     let mut v = y.flatten_all()?.to_vec1::<f32>()?;
     let bs = bias.flatten_all()?.to_vec1::<f32>()?;
-    v.par_chunks_mut(h * w).enumerate().for_each(|(plane, p)| {
-        let b = bs[plane % c];
-        for x in p.iter_mut() {
-            *x += b;
-            if relu6 {
-                *x = x.clamp(0.0, 6.0);
-            }
-        }
-    });
+    v.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(plane, p)| add_bias_relu6(p, bs[plane % c], relu6));
     Tensor::from_vec(v, (n, c, h, w), y.device())
+}
+
+/// One channel's plane: `+ bias`, then ReLU6 if asked.
+fn add_bias_relu6(plane: &mut [f32], bias: f32, relu6: bool) {
+    for x in plane.iter_mut() {
+        *x += bias;
+        if relu6 {
+            *x = x.clamp(0.0, 6.0);
+        }
+    }
 }
 
 /// A depthwise (one filter per channel) conv of an f32 NCHW tensor on the CPU, zero-padded by
@@ -191,13 +195,7 @@ fn depthwise_cpu(
                     }
                 }
             }
-            let b = bs[ch];
-            for v in o.iter_mut() {
-                *v += b;
-                if relu6 {
-                    *v = v.clamp(0.0, 6.0);
-                }
-            }
+            add_bias_relu6(o, bs[ch], relu6);
         });
     Tensor::from_vec(out, (n, c, oh, ow), x.device())
 }
@@ -680,16 +678,7 @@ mod tests {
                     want
                 };
                 assert_eq!(got.dims(), want.dims(), "stride {stride} pads {pads:?}");
-                let diff = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = crate::ops::max_abs_diff(&got, &want);
                 assert!(
                     diff < 1e-5,
                     "stride {stride} pads {pads:?} relu6 {relu6}: {diff}"

@@ -24,9 +24,7 @@ pub type StyleVector = Vec<f32>;
 /// The arbitrary-style network, loaded once, ready for any painting and any photo.
 pub struct InstantStylizer {
     net: Arc<ArbitraryNet>,
-    /// The predictor always runs on the CPU: MobileNetV2's depthwise convs go through candle's
-    /// grouped conv on CUDA, one launch per channel — 2.2 s per painting on an H200 against
-    /// tens of milliseconds on a CPU (docs/benchmarks.md).
+    /// The same network on the CPU, where the predictor runs (see [`bundled_predictor`]).
     predictor: Arc<ArbitraryNet>,
 }
 
@@ -58,7 +56,7 @@ impl InstantStylizer {
         }
         Ok(Self {
             net: shared_network(device, precision.dtype())?,
-            predictor: shared_network(&Device::Cpu, candle_core::DType::F32)?,
+            predictor: bundled_predictor()?,
         })
     }
 
@@ -116,6 +114,20 @@ impl InstantStylizer {
     }
 }
 
+/// The bundled network as the predictor runs it: on the CPU on every device, because
+/// MobileNetV2's depthwise convs go through candle's grouped conv on CUDA, one launch per
+/// channel — 2.2 s per painting on an H200 against tens of milliseconds on a CPU
+/// (docs/benchmarks.md).
+fn bundled_predictor() -> Result<Arc<ArbitraryNet>> {
+    shared_network(&Device::Cpu, candle_core::DType::F32)
+}
+
+/// The style vector of a painting (or photo) by the bundled network's predictor, which every
+/// instant style file shares.
+pub fn bundled_style_vector(image: &RgbImage) -> Result<StyleVector> {
+    style_vector(&*bundled_predictor()?, image)
+}
+
 /// A painting's style vector; any size of painting (it is resized to 256², as the predictor
 /// was trained).
 pub fn style_vector(net: &ArbitraryNet, painting: &RgbImage) -> Result<StyleVector> {
@@ -154,8 +166,7 @@ pub fn instant_style(vector: StyleVector, name: &str) -> Result<StyleModel> {
 /// painting for the gallery, and where it came from.
 pub fn style_from_painting(path: &Path, name: &str) -> Result<StyleModel> {
     let painting = crate::image_io::load_rgb(path)?;
-    let net = shared_network(&Device::Cpu, candle_core::DType::F32)?;
-    let mut model = instant_style(style_vector(&net, &painting)?, name)?;
+    let mut model = instant_style(bundled_style_vector(&painting)?, name)?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

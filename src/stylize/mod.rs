@@ -175,17 +175,8 @@ impl Stylizer {
         if strength <= 0.0 || strength >= 1.0 {
             return Ok(None);
         }
-        // The predictor on the CPU, as InstantStylizer runs it (far faster than CUDA's
-        // grouped convs); instant style files all share the bundled network.
-        let own = if net.network().device().is_cpu() {
-            instant::style_vector(net.network(), photo)?
-        } else {
-            let cpu = crate::nn::instant::shared_network(
-                &candle_core::Device::Cpu,
-                candle_core::DType::F32,
-            )?;
-            instant::style_vector(&cpu, photo)?
-        };
+        // Instant style files all share the bundled network, whose predictor runs on the CPU.
+        let own = instant::bundled_style_vector(photo)?;
         let painting: Vec<f32> = net.vector().flatten_all()?.to_vec1()?;
         let toward = net.with_vector(&instant::interpolate(&own, &painting, strength))?;
         Ok(Some(Stylizer {
