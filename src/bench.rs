@@ -406,7 +406,7 @@ fn training_setup(
     let vgg = Vgg16::load(vgg_path, device)?;
     // The loss of `pytorch_reference.py` (relu2_2 content at 1e5, relu1_2..relu4_3 Grams at
     // 3e6), so the two training rates compare like for like. `atelier train`'s default loss
-    // reads one block deeper (relu5_3) and costs more per step.
+    // reads the same layers, normalised, with content at relu3_3 and a smoothness term.
     let spec = crate::train::loss::LossSpec::raw(1e5, 3e6, 0.0);
     let x = (Tensor::rand(0f32, 1f32, (batch, 3, size, size), device)? * 255.0)?;
     let objective = Perceptual::new(vgg, &style, &spec, None)?;

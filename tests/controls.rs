@@ -200,6 +200,7 @@ fn stroke_scale_on_the_command_line() {
 }
 
 #[test]
+#[ignore = "needs ffmpeg"]
 fn video_takes_a_stroke_scale_and_a_mask() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

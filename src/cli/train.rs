@@ -31,7 +31,7 @@ pub struct Args {
     /// Side of the square photo crops trained on. Default 256.
     #[arg(long)]
     image_size: Option<u32>,
-    /// Longest side of the painting (default: its own size, at most 1024).
+    /// Longest side of the painting (default: its own size, at most 512 — twice the crop).
     #[arg(long)]
     style_size: Option<u32>,
     /// How much of the painting the style carries: subtle, balanced (default), bold, or a
@@ -41,7 +41,7 @@ pub struct Args {
     /// (Expert) The loss network layer whose features keep the photo (default relu3_3).
     #[arg(long)]
     content_layer: Option<String>,
-    /// (Expert) Comma-separated style layers (default relu1_2,relu2_2,relu3_3,relu4_3,relu5_3).
+    /// (Expert) Comma-separated style layers (default relu1_2,relu2_2,relu3_3,relu4_3).
     #[arg(long, value_delimiter = ',')]
     style_layers: Option<Vec<String>>,
     /// Smoothness: penalises pixel-scale noise relative to the photo's own (default 0.2).

@@ -42,8 +42,12 @@ pub struct TrainConfig {
     pub iterations: u64,
     pub batch_size: usize,
     pub image_size: u32,
-    /// Longest side of the style image; default: its own size, capped at 1024.
+    /// Longest side of the style image; default: its own size, capped at `style_cap`.
     pub style_size: Option<u32>,
+    /// The longest side a painting is scaled down to when `style_size` is not given
+    /// ([`DEFAULT_STYLE_CAP`]); runs made before stop 15 used 1024.
+    #[serde(default = "legacy_style_cap")]
+    pub style_cap: u32,
     /// How the loss terms are scaled ([`loss::Scaling`]); runs made before stop 12: raw.
     #[serde(default)]
     pub scaling: loss::Scaling,
@@ -73,6 +77,17 @@ pub struct TrainConfig {
     /// first photos when the run starts and recorded so a resumed run divides by the same.
     #[serde(default)]
     pub photo_gram_energy: Option<Vec<f64>>,
+}
+
+/// The painting's default longest side: twice the training crop. At this scale a painting's
+/// shapes — Picabia's facets, Hokusai's curling crests, Van Gogh's swirls — are the size of
+/// what the deepest style layer (relu4_3) sees in a crop, so the network learns them; at
+/// 1000 px and more those shapes outgrow the loss network's view and it learns only their
+/// flat insides (Udnie's blotches) and a fine stroke texture (docs/gallery.md).
+pub const DEFAULT_STYLE_CAP: u32 = 512;
+
+fn legacy_style_cap() -> u32 {
+    1024
 }
 
 fn legacy_content_layer() -> String {
@@ -114,6 +129,7 @@ impl TrainConfig {
             batch_size: 4,
             image_size: 256,
             style_size: None,
+            style_cap: DEFAULT_STYLE_CAP,
             scaling: spec.scaling,
             content_layer: spec.content_layer,
             style_layers: spec.style_layers,
@@ -422,12 +438,12 @@ pub fn start_with_waker(
     inner
 }
 
-/// The painting at its training size (its own, capped at 1024, unless `style_size` says).
+/// The painting at its training size (its own, capped at `style_cap`, unless `style_size` says).
 pub fn load_style_image(cfg: &TrainConfig) -> Result<RgbImage> {
     let style = image_io::load_rgb(&cfg.style_image)?;
     let side = cfg
         .style_size
-        .unwrap_or(style.width().max(style.height()).min(1024));
+        .unwrap_or(style.width().max(style.height()).min(cfg.style_cap));
     Ok(resize_longest(&style, side))
 }
 
