@@ -867,7 +867,8 @@ fn final_model(
         "iterations": cfg.iterations,
         "batch_size": cfg.batch_size,
         "image_size": cfg.image_size,
-        "style_size": cfg.style_size.unwrap_or(style.width().max(style.height())),
+        // `style` is the painting as trained on (load_style_image), so its side is the one used.
+        "style_size": style.width().max(style.height()),
         "loss": cfg.scaling,
         "strength": cfg.strength().map(|s| s.label()),
         "content_layer": cfg.content_layer,
