@@ -11,7 +11,8 @@
 #       entry, each a comma-separated list of environment settings ("default": none)
 #   BENCH_ARGS="--train-iters 100"   extra arguments for every bench
 #   BASE=1   also bench .gpu/atelier-base.xz (an older build packed with BASE_BIN=...) first
-#   ROUNDS=3 repeat the bench step's builds alternately (base, new, base, new, …)
+#   ROUNDS=3 repeat the bench step's builds alternately, swapping which runs first each round
+#            (base, new, new, base, …)
 #   TRAIN_STYLE=starry_night TRAIN_ITERS=3000 TRAIN_ARGS="--style-weight 2e6"
 #   VIDEO_ARGS="--stability 0.9"   extra arguments for the video step (packed with FFMPEG=...)
 set -u
@@ -80,17 +81,23 @@ PY
           echo "convcheck [$v]"; env $([ $v = default ] || echo "$v") /tmp/cuda_check 2>&1 | tee -a "$OUT/convcheck.txt"
         done
       fi ;;
-    bench)  # ROUNDS=N repeats base and new builds alternately (ABAB…), each a fresh process
-      for round in $(seq 1 ${ROUNDS:-1}); do
+    bench)  # ROUNDS=N repeats base and new builds alternately, each a fresh process; which goes
+            # first swaps every round (ABBA…), so an order effect cannot pass for a difference
+      base_bench() {
         if [ "${BASE:-0}" = 1 ] && [ -e .gpu/atelier-base.xz ]; then
           [ -x /tmp/atelier-base ] || { xz -dc .gpu/atelier-base.xz > /tmp/atelier-base && chmod +x /tmp/atelier-base; }
           echo "bench [base build] round $round" | tee -a "$OUT/atelier_bench.txt"
           /tmp/atelier-base bench --device cuda --json --vgg $VGG $QUALITY ${BASE_ARGS:-${BENCH_ARGS:-}} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
         fi
+      }
+      new_bench() {
         for v in ${BENCH_VARIANTS:-default}; do
           echo "bench [$v] round $round" | tee -a "$OUT/atelier_bench.txt"
           env $([ $v = default ] || echo "$v" | tr , ' ') $A bench --device cuda --json --vgg $VGG $QUALITY ${BENCH_ARGS:-} 2>&1 | tail -1 | tee -a "$OUT/atelier_bench.txt"
         done
+      }
+      for round in $(seq 1 ${ROUNDS:-1}); do
+        if [ $((round % 2)) = 1 ]; then base_bench; new_bench; else new_bench; base_bench; fi
       done ;;
     torch)
       python3 .gpu/pytorch_reference.py --vgg $VGG 2>&1 | tail -3 | tee -a "$OUT/pytorch.txt" ;;
