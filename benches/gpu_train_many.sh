@@ -7,7 +7,7 @@
 # .gpu/styles/ (e.g. `wave_s10 wave.jpg --strength 10`); `#` starts a comment.
 #   PARALLEL=1      trainings sharing the GPU at once (measured: the step is GPU-bound, and eight at
 #                   once under MPS trained slower in total than one alone; docs/benchmarks.md)
-#   ITERS=3000      iterations per run
+#   ITERS=3000      iterations per run (a job's own --iterations wins)
 #   EVAL=1          evaluate every model (0: skip)
 #   SOLO=NAME       first train NAME alone, to time one run without neighbours
 #   DEADLINE=480    seconds after which unfinished trainings are stopped (eval and packing still run)
@@ -42,8 +42,11 @@ fi
 train_one() {
   local name=$1 painting=$2; shift 2
   local t0=$(date +%s.%N)
+  # A job's own --iterations replaces ITERS (clap refuses a flag given twice).
+  local iters=(--iterations "$ITERS")
+  [[ " $* " == *" --iterations "* ]] && iters=()
   $A train --device cuda --style-image ".gpu/styles/$painting" --content-dir .gpu/train \
-    --out "$R/$name" --name "$name" --iterations "$ITERS" --no-install --preview-every 0 "$@" \
+    --out "$R/$name" --name "$name" "${iters[@]}" --no-install --preview-every 0 "$@" \
     > "$R/$name.log" 2>&1
   local rc=$? t1=$(date +%s.%N)
   echo "$name $painting $rc $(awk "BEGIN{print $t1 - $t0}")" >> $R/times.txt
