@@ -12,6 +12,17 @@
 //! Lower is better for both; they pull against each other, so compare models on both. The
 //! photos themselves (an identity "style") are reported as the reference point: content 0 and
 //! the style distance a photo starts from.
+//!
+//! The VGG measures are outside Atelier's loss but not outside every loss: fast-style-transfer
+//! trains on VGG19's relu1_1 … relu5_1 (style) and relu4_2 (content), the same layer names. So a
+//! [`SecondOpinion`] reads a network that no style loss compared here uses — Magenta's style
+//! predictor, a MobileNetV2 trained to say what style a picture has:
+//!
+//! - **style-vector distance**: the result's 100-value style vector against the painting's,
+//!   `Σ|v(y) − v(p)|² / Σ|v(x) − v(p)|²` over the photos, so the photos themselves are 1 and
+//!   the painting 0;
+//! - **MobileNet content distance**: `|F(y) − F(x)|² / |F(x)|²` at the predictor's block
+//!   [`MOBILE_CONTENT_BLOCK`] (1/16 of the photo's size, 96 channels).
 
 use crate::stylize::{image_to_tensor, Hooks, Stylizer, Tiling};
 use crate::train::vgg::{Tap, Vgg16};
@@ -31,6 +42,9 @@ const SWD_DIRECTIONS: usize = 64;
 /// Quantiles at which the projected distributions are compared.
 const SWD_QUANTILES: usize = 128;
 
+/// The predictor block the second opinion's content distance reads (the last at 1/16 scale).
+pub const MOBILE_CONTENT_BLOCK: usize = 12;
+
 /// Turns a photo into a result (a model's restyling).
 pub type Restyle<'a> = &'a mut dyn FnMut(&RgbImage) -> Result<RgbImage>;
 
@@ -45,6 +59,9 @@ pub struct Scores {
     pub texture_distance: f64,
     pub texture_by_layer: Vec<f64>,
     pub content_distance: f64,
+    /// The second opinion's measures (see [`SecondOpinion`]), when the evaluator has one.
+    pub style_vector_distance: Option<f64>,
+    pub mobile_content_distance: Option<f64>,
     pub photos: usize,
 }
 
@@ -131,6 +148,57 @@ fn moment_distance(y: &Moments, p: &Moments) -> f64 {
     (sq(&y.mean, &p.mean) + sq(&y.std, &p.std)) / norm.max(1e-12)
 }
 
+/// Magenta's style predictor's view of one painting: a judge that neither Atelier's loss nor
+/// fast-style-transfer's was trained against (module docs).
+pub struct SecondOpinion {
+    net: std::sync::Arc<crate::nn::arbitrary::ArbitraryNet>,
+    painting: Vec<f32>,
+}
+
+/// One photo's second opinion: squared style-vector distances of the result and of the photo
+/// from the painting's, and the content distance.
+#[derive(Debug, Clone, Copy)]
+pub struct SecondScore {
+    pub result_to_painting: f64,
+    pub photo_to_painting: f64,
+    pub content: f64,
+}
+
+impl SecondOpinion {
+    /// The bundled predictor (`models/instant/`, on the CPU as instant styles run it) and
+    /// `painting` at any size (it sees a 256² copy, as it was trained).
+    pub fn bundled(painting: &RgbImage) -> Result<Self> {
+        let net = crate::stylize::instant::bundled_predictor()?;
+        let painting = crate::stylize::instant::style_vector(&net, painting)?;
+        Ok(Self { net, painting })
+    }
+
+    pub fn score(&self, photo: &RgbImage, result: &RgbImage) -> Result<SecondScore> {
+        use crate::stylize::instant::style_vector;
+        let sq = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+                .sum::<f64>()
+        };
+        let features = |img: &RgbImage| -> Result<Tensor> {
+            let x = (to_tensor(img, self.net.device())? / 255.0)?;
+            Ok(self
+                .net
+                .predictor
+                .block_features(&x, MOBILE_CONTENT_BLOCK)?)
+        };
+        let (fy, fx) = (features(result)?, features(photo)?);
+        let num = fy.sub(&fx)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        let den = fx.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        Ok(SecondScore {
+            result_to_painting: sq(&style_vector(&self.net, result)?, &self.painting),
+            photo_to_painting: sq(&style_vector(&self.net, photo)?, &self.painting),
+            content: num / den.max(1e-12),
+        })
+    }
+}
+
 /// The loss network's view of one painting, ready to score results against.
 pub struct Evaluator {
     vgg: Vgg16,
@@ -140,6 +208,7 @@ pub struct Evaluator {
     painting: Vec<Moments>,
     dirs: Vec<Tensor>,
     painting_quantiles: Vec<Vec<Vec<f32>>>,
+    second: Option<SecondOpinion>,
 }
 
 impl Evaluator {
@@ -171,7 +240,15 @@ impl Evaluator {
             painting,
             dirs,
             painting_quantiles,
+            second: None,
         })
+    }
+
+    /// Also scores with `second` ([`Scores::style_vector_distance`] and
+    /// [`Scores::mobile_content_distance`]).
+    pub fn with_second_opinion(mut self, second: SecondOpinion) -> Self {
+        self.second = Some(second);
+        self
     }
 
     /// `(style distance per layer, texture distance per layer, content distance)` of
@@ -217,11 +294,18 @@ impl Evaluator {
         let mut by_layer = vec![0f64; STYLE_LAYERS.len()];
         let mut tex_by_layer = vec![0f64; STYLE_LAYERS.len()];
         let mut content = 0f64;
+        let (mut vec_result, mut vec_photo, mut mobile_content) = (0f64, 0f64, 0f64);
         for p in photos {
             let y = match restyle.as_mut() {
                 Some(f) => f(p)?,
                 None => p.clone(),
             };
+            if let Some(second) = &self.second {
+                let s = second.score(p, &y)?;
+                vec_result += s.result_to_painting;
+                vec_photo += s.photo_to_painting;
+                mobile_content += s.content;
+            }
             let (s, t, c) = self.score(p, &y)?;
             for (acc, v) in by_layer.iter_mut().zip(s) {
                 *acc += v;
@@ -240,6 +324,11 @@ impl Evaluator {
             texture_distance: tex_by_layer.iter().sum::<f64>() / tex_by_layer.len() as f64,
             texture_by_layer: tex_by_layer,
             content_distance: content / n,
+            style_vector_distance: self
+                .second
+                .as_ref()
+                .map(|_| vec_result / vec_photo.max(1e-12)),
+            mobile_content_distance: self.second.as_ref().map(|_| mobile_content / n),
             photos: photos.len(),
         })
     }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use atelier::eval::Evaluator;
+use atelier::eval::{Evaluator, SecondOpinion};
 use atelier::train::vgg::Vgg16;
 use candle_core::Device;
 use image::RgbImage;
@@ -55,6 +55,60 @@ fn distances_measure_closeness_to_the_painting_and_to_the_photo() {
 }
 
 #[test]
+fn the_second_opinion_ranks_results_like_the_first() {
+    let photo = image::imageops::resize(
+        &image::open("assets/examples/chelsea.png")
+            .unwrap()
+            .to_rgb8(),
+        96,
+        80,
+        image::imageops::FilterType::Triangle,
+    );
+    let painting = stripes(96, 80);
+    let judge = SecondOpinion::bundled(&painting).unwrap();
+    let blend = |t: f32| {
+        RgbImage::from_fn(96, 80, |x, y| {
+            let (a, b) = (photo.get_pixel(x, y).0, painting.get_pixel(x, y).0);
+            image::Rgb([0, 1, 2].map(|c| (a[c] as f32 * (1.0 - t) + b[c] as f32 * t) as u8))
+        })
+    };
+    let itself = judge.score(&photo, &photo).unwrap();
+    assert_eq!(itself.content, 0.0);
+    assert!(itself.photo_to_painting > 0.0);
+    assert_eq!(itself.result_to_painting, itself.photo_to_painting);
+    // Further towards the painting: closer to its style vector and further from the photo.
+    let (near, nearer) = (
+        judge.score(&photo, &blend(0.5)).unwrap(),
+        judge.score(&photo, &blend(0.9)).unwrap(),
+    );
+    assert!(
+        near.result_to_painting < 0.8 * itself.photo_to_painting,
+        "{near:?} {itself:?}"
+    );
+    assert!(
+        nearer.result_to_painting < near.result_to_painting,
+        "{nearer:?} {near:?}"
+    );
+    assert!(
+        near.content > 0.01 && nearer.content > near.content,
+        "{near:?} {nearer:?}"
+    );
+    // The evaluator reports them as the photos = 1 and a distance for each model.
+    let tmp = tempfile::tempdir().unwrap();
+    let vgg = Vgg16::load(&common::tiny_vgg(tmp.path()), &Device::Cpu).unwrap();
+    let ev = Evaluator::new(vgg, &painting, &Device::Cpu)
+        .unwrap()
+        .with_second_opinion(judge);
+    let base = ev.evaluate(&[photo.clone()], None).unwrap();
+    assert_eq!(base.style_vector_distance, Some(1.0));
+    assert_eq!(base.mobile_content_distance, Some(0.0));
+    let mut restyle = |_: &RgbImage| Ok(blend(0.9));
+    let s = ev.evaluate(&[photo.clone()], Some(&mut restyle)).unwrap();
+    let v = s.style_vector_distance.unwrap();
+    assert!(v > 0.0 && v < 0.5, "{v}");
+}
+
+#[test]
 fn the_command_reports_the_photos_and_each_model() {
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
@@ -86,7 +140,13 @@ fn the_command_reports_the_photos_and_each_model() {
     assert!(rows[0]["model"].is_null());
     assert_eq!(rows[0]["content_distance"], 0.0);
     assert_eq!(rows[1]["photos"], 3);
-    for k in ["style_distance", "texture_distance", "content_distance"] {
+    for k in [
+        "style_distance",
+        "texture_distance",
+        "content_distance",
+        "style_vector_distance",
+        "mobile_content_distance",
+    ] {
         let v = rows[1][k].as_f64().unwrap();
         assert!(v.is_finite() && v > 0.0, "{k} = {v}");
     }

@@ -1,7 +1,7 @@
 use super::{open_device, parse_device};
 use anyhow::Context;
 use atelier::device::DeviceChoice;
-use atelier::eval::{self, Evaluator, Scores};
+use atelier::eval::{self, Evaluator, Scores, SecondOpinion};
 use atelier::model::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -84,13 +84,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let mut rows = Vec::new();
     for (painting_path, models) in &groups {
-        let painting = atelier::image_io::load_rgb(painting_path)?;
+        let original = atelier::image_io::load_rgb(painting_path)?;
         let side = a
             .painting_size
-            .unwrap_or(painting.width().max(painting.height()).min(1024));
-        let painting = atelier::train::resize_longest(&painting, side);
+            .unwrap_or(original.width().max(original.height()).min(1024));
+        let painting = atelier::train::resize_longest(&original, side);
         let vgg = atelier::train::vgg::Vgg16::load(&vgg_path, &device)?;
-        let ev = Evaluator::new(vgg, &painting, &device)?;
+        let mut ev = Evaluator::new(vgg, &painting, &device)?;
+        // The second opinion needs the bundled instant-style network; without it the VGG
+        // measures still stand on their own.
+        match SecondOpinion::bundled(&original) {
+            Ok(s) => ev = ev.with_second_opinion(s),
+            Err(e) => eprintln!("no second opinion (style vector, MobileNet content): {e}"),
+        }
         let baseline = ev.evaluate(&photos, None)?;
         if !a.json {
             println!(
@@ -120,9 +126,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "style: distance of channel means/stds from the painting's at {} (lower = closer to the painting)\ncontent: relative distance from the photo at {} (lower = more of the photo kept)",
+            "style: distance of channel means/stds from the painting's at {} (lower = closer to the painting)\ntexture: sliced Wasserstein distance of the features at the same layers\ncontent: relative distance from the photo at {} (lower = more of the photo kept)\nS-VEC, M-CONT: the same two questions asked of Magenta's style predictor, which no loss here reads: style-vector distance from the painting's (the photos = 1) and content distance at its block {}",
             eval::STYLE_LAYERS.join(" "),
-            eval::CONTENT_LAYER
+            eval::CONTENT_LAYER,
+            eval::MOBILE_CONTENT_BLOCK
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -130,11 +137,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 fn header() {
     println!(
-        "{:<32} {:>8} {:>8} {:>8}   {}",
+        "{:<32} {:>8} {:>8} {:>8} {:>8} {:>8}   {}",
         "MODEL",
         "STYLE",
         "TEXTURE",
         "CONTENT",
+        "S-VEC",
+        "M-CONT",
         eval::STYLE_LAYERS
             .iter()
             .map(|l| format!("{l:>8}"))
@@ -145,17 +154,23 @@ fn header() {
 
 fn line(name: &str, s: &Scores) {
     println!(
-        "{:<32} {:>8.4} {:>8.4} {:>8.4}   {}",
+        "{:<32} {:>8.4} {:>8.4} {:>8.4} {:>8} {:>8}   {}",
         name,
         s.style_distance,
         s.texture_distance,
         s.content_distance,
+        opt(s.style_vector_distance),
+        opt(s.mobile_content_distance),
         s.style_by_layer
             .iter()
             .map(|v| format!("{v:>8.4}"))
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
 }
 
 fn row(painting: &Path, model: Option<&PathBuf>, s: &Scores) -> serde_json::Value {
@@ -165,6 +180,8 @@ fn row(painting: &Path, model: Option<&PathBuf>, s: &Scores) -> serde_json::Valu
         "style_distance": s.style_distance,
         "content_distance": s.content_distance,
         "texture_distance": s.texture_distance,
+        "style_vector_distance": s.style_vector_distance,
+        "mobile_content_distance": s.mobile_content_distance,
         "texture_by_layer": eval::STYLE_LAYERS.iter().zip(&s.texture_by_layer)
             .map(|(l, v)| (l.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "style_by_layer": eval::STYLE_LAYERS.iter().zip(&s.style_by_layer)

@@ -286,6 +286,24 @@ impl StylePredictor {
         })
     }
 
+    /// The output of inverted-residual block `block` (0-based, of 17) for `(N, 3, H, W)` RGB
+    /// 0..1 at any size: a mid-level view of a picture's layout from a network that no style
+    /// loss here reads (`atelier eval`'s second opinion).
+    pub fn block_features(&self, x: &Tensor, block: usize) -> Result<Tensor> {
+        if block >= self.blocks.len() {
+            candle_core::bail!(
+                "the predictor has {} blocks, not {}",
+                self.blocks.len(),
+                block + 1
+            );
+        }
+        let mut y = self.stem.forward(x)?;
+        for b in &self.blocks[..=block] {
+            y = b.forward(&y)?;
+        }
+        Ok(y)
+    }
+
     /// `(N, 3, 256, 256)` RGB 0..1 → `(N, 100)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;

@@ -118,7 +118,7 @@ impl InstantStylizer {
 /// MobileNetV2's depthwise convs go through candle's grouped conv on CUDA, one launch per
 /// channel — 2.2 s per painting on an H200 against tens of milliseconds on a CPU
 /// (docs/benchmarks.md).
-fn bundled_predictor() -> Result<Arc<ArbitraryNet>> {
+pub(crate) fn bundled_predictor() -> Result<Arc<ArbitraryNet>> {
     shared_network(&Device::Cpu, candle_core::DType::F32)
 }
 
