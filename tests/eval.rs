@@ -99,11 +99,11 @@ fn the_second_opinion_ranks_results_like_the_first() {
     let ev = Evaluator::new(vgg, &painting, &Device::Cpu)
         .unwrap()
         .with_second_opinion(judge);
-    let base = ev.evaluate(&[photo.clone()], None).unwrap();
+    let base = ev.evaluate(std::slice::from_ref(&photo), None).unwrap();
     assert_eq!(base.style_vector_distance, Some(1.0));
     assert_eq!(base.mobile_content_distance, Some(0.0));
     let mut restyle = |_: &RgbImage| Ok(blend(0.9));
-    let s = ev.evaluate(&[photo.clone()], Some(&mut restyle)).unwrap();
+    let s = ev.evaluate(std::slice::from_ref(&photo), Some(&mut restyle)).unwrap();
     let v = s.style_vector_distance.unwrap();
     assert!(v > 0.0 && v < 0.5, "{v}");
 }
